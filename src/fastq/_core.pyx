@@ -1,0 +1,9 @@
+"""fastq._core: the native core of fastq.
+
+One extension module built from per-concept parts (``_core_*.pxi``) over small C headers
+(``_c/*.h``). The public home of every name here is the ``fastq`` package.
+"""
+
+cimport cython
+
+include "_core_ring.pxi"
