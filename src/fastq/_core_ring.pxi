@@ -297,7 +297,7 @@ cdef class RingBuffer:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, exc, tb):
         self.close()
         return None
 
@@ -416,13 +416,14 @@ cdef class RingBuffer:
                 w = waiters.popleft()
                 fq_ring_async_add(self._r, for_put, -1)
             fut, loop, tid = w
-            if fut.done():
-                continue
             try:
-                if tid == me:
+                if tid != me:
+                    # the future belongs to another thread's loop: resolve it there
+                    loop.call_soon_threadsafe(_wake_future, fut)
+                elif not fut.done():
                     fut.set_result(None)
                 else:
-                    loop.call_soon_threadsafe(_wake_future, fut)
+                    continue          # cancelled meanwhile; it unregisters itself
             except RuntimeError:      # its event loop is closed: nobody to wake there
                 continue
             n -= 1
