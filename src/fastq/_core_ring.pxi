@@ -1,7 +1,7 @@
 # RingBuffer: a bounded lock-free MPMC FIFO of Python objects over fq_ring.h.
 
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.list cimport PyList_New, PyList_SetSlice
+from cpython.list cimport PyList_New
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from libc.math cimport isnan
@@ -11,6 +11,9 @@ from collections import deque as _deque
 from types import GenericAlias as _GenericAlias
 
 from fastq.errors import Closed, Empty, Full
+
+cdef extern from "Python.h":
+    void Py_SET_SIZE(object o, Py_ssize_t size)
 
 cdef extern from "pythread.h":
     unsigned long PyThread_get_thread_ident() nogil
@@ -279,7 +282,9 @@ cdef class RingBuffer:
         for j in range(k):
             fq_list_set(batch, <Py_ssize_t>j, fq_ring_take(self._r, first + j))
         if k < m:
-            PyList_SetSlice(batch, <Py_ssize_t>k, <Py_ssize_t>m, None)
+            # another taker got the rest: shrink in place (the tail slots are still NULL;
+            # a list never reads past its size, and frees only what it holds)
+            Py_SET_SIZE(batch, <Py_ssize_t>k)
         if fq_ring_putters_waiting(self._r):
             self._wake_putters(k)
         return batch
