@@ -43,8 +43,8 @@ cdef extern from "fq_ring.h" nogil:
     bint fq_ring_putters_waiting(fq_ring *r)
 
     void fq_ring_async_add(fq_ring *r, int for_put, int delta)
-    void fq_ring_notify_not_empty(fq_ring *r, int all)
-    void fq_ring_notify_not_full(fq_ring *r, int all)
+    void fq_ring_notify_not_empty(fq_ring *r)
+    void fq_ring_notify_not_full(fq_ring *r)
     int fq_ring_wait(fq_ring *r, int for_put, int64_t deadline)
     int fq_ring_put_wait(fq_ring *r, void *item, int64_t deadline, int *wake)
     int fq_ring_get_wait(fq_ring *r, void **out, int64_t deadline, int *wake)

@@ -401,12 +401,12 @@ cdef class RingBuffer:
         raise Empty("RingBuffer is empty")
 
     cdef int _wake_takers(self, uint64_t n) except -1:
-        fq_ring_notify_not_empty(self._r, n > 1)
+        fq_ring_notify_not_empty(self._r)
         self._wake_async(0, <Py_ssize_t>n)
         return 0
 
     cdef int _wake_putters(self, uint64_t n) except -1:
-        fq_ring_notify_not_full(self._r, n > 1)
+        fq_ring_notify_not_full(self._r)
         self._wake_async(1, <Py_ssize_t>n)
         return 0
 

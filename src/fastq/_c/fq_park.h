@@ -1,10 +1,15 @@
-/* fq_park.h - park a thread until a 32-bit epoch word changes (an "eventcount").
+/* fq_park.h - park threads until a 32-bit epoch word changes (an "eventcount").
  *
- *   uint32_t e = fq_parker_epoch(&p);   // 1. read the epoch
- *   ...register as a waiter, re-check the condition...
- *   fq_parker_wait(&p, e, deadline);    // 2. sleeps only while the epoch is still e
+ * The word is (generation << 1) | SLEEPERS. Bit 0 says "someone may be parked here"; it is
+ * what movers test on their fast path, so a mover pays a wake-up syscall only once per
+ * round of sleeping, not once per item while the woken threads are still getting scheduled.
  *
- *   fq_parker_wake(&p, all);            // waker: bump the epoch, then wake 1 or all
+ *   uint32_t e = fq_parker_arm(&p);     // waiter: set SLEEPERS (seq_cst RMW), get the word
+ *   ...re-check the condition (seq_cst loads)...
+ *   fq_parker_wait(&p, e, deadline);    // sleeps only while the word is still e
+ *
+ *   if (fq_parker_armed(&p))            // mover, after its seq_cst CAS
+ *       fq_parker_wake_all(&p);         // next generation, SLEEPERS cleared, wake everyone
  *
  * Linux: futex(FUTEX_WAIT_PRIVATE). Windows: WaitOnAddress. Elsewhere (macOS, BSD):
  * a mutex + condition variable, waiting in slices so signals get a look-in.
@@ -75,9 +80,8 @@ static inline int fq_parker_wait(fq_parker *p, uint32_t expected, int64_t deadli
     if (errno == ETIMEDOUT) return FQ_TIMEOUT;
     return FQ_OK;                                            /* EAGAIN: epoch moved on */
 }
-static inline void fq_parker_wake(fq_parker *p, int all) {
-    fq_add32(&p->epoch, 1, FQ_SEQ_CST);
-    syscall(SYS_futex, (uint32_t *)&p->epoch, FUTEX_WAKE_PRIVATE, all ? INT32_MAX : 1, NULL, NULL, 0);
+static inline void fq_parker_notify_os(fq_parker *p) {
+    syscall(SYS_futex, (uint32_t *)&p->epoch, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 #elif defined(_WIN32)
 /* link with Synchronization.lib (setup.py does) */
@@ -95,10 +99,7 @@ static inline int fq_parker_wait(fq_parker *p, uint32_t expected, int64_t deadli
     WaitOnAddress((volatile VOID *)&p->epoch, &expected, sizeof(expected), ms);
     return FQ_OK;
 }
-static inline void fq_parker_wake(fq_parker *p, int all) {
-    fq_add32(&p->epoch, 1, FQ_SEQ_CST);
-    if (all) WakeByAddressAll((PVOID)&p->epoch); else WakeByAddressSingle((PVOID)&p->epoch);
-}
+static inline void fq_parker_notify_os(fq_parker *p) { WakeByAddressAll((PVOID)&p->epoch); }
 #else
 #  include <pthread.h>
 #  include <sys/time.h>
@@ -126,14 +127,35 @@ static inline int fq_parker_wait(fq_parker *p, uint32_t expected, int64_t deadli
     pthread_mutex_unlock(&p->mu);
     return FQ_OK;
 }
-static inline void fq_parker_wake(fq_parker *p, int all) {
-    fq_add32(&p->epoch, 1, FQ_SEQ_CST);
-    pthread_mutex_lock(&p->mu);
-    if (all) pthread_cond_broadcast(&p->cv); else pthread_cond_signal(&p->cv);
+static inline void fq_parker_notify_os(fq_parker *p) {
+    pthread_mutex_lock(&p->mu);               /* orders the epoch change before the waiter's check */
+    pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }
 #endif
 
-static inline uint32_t fq_parker_epoch(fq_parker *p) { return fq_load32(&p->epoch, FQ_ACQUIRE); }
+#define FQ_SLEEPERS 1u
+
+/* Waiter: announce a sleeper (seq_cst RMW) and return the word to wait on. */
+static inline uint32_t fq_parker_arm(fq_parker *p) {
+    return fq_or32(&p->epoch, FQ_SLEEPERS, FQ_SEQ_CST) | FQ_SLEEPERS;
+}
+
+/* Mover: may anyone be parked? (seq_cst: pairs with fq_parker_arm, see fq_ring.h) */
+static inline int fq_parker_armed(fq_parker *p) {
+    return (fq_load32(&p->epoch, FQ_SEQ_CST) & FQ_SLEEPERS) != 0;
+}
+
+/* Start a new generation with SLEEPERS cleared and wake every parked thread. Only the mover
+ * that clears the bit makes the syscall; later movers see it clear and skip it. */
+static inline void fq_parker_wake_all(fq_parker *p) {
+    uint32_t e = fq_load32(&p->epoch, FQ_SEQ_CST);
+    while (e & FQ_SLEEPERS) {
+        if (fq_cas32(&p->epoch, &e, (e + 2u) & ~FQ_SLEEPERS)) {
+            fq_parker_notify_os(p);
+            return;
+        }
+    }
+}
 
 #endif /* FQ_PARK_H */

@@ -14,11 +14,11 @@
  *  3. Batch claims (claim_put/claim_get) move the position by k with one CAS, then fill or
  *     drain the k slots, waiting (briefly) on any slot whose previous owner is mid-copy.
  *
- * Blocking: an eventcount per direction (fq_park.h). A waiter reads the epoch, registers
- * (seq_cst RMW on the waiter count), re-checks the positions (seq_cst load), then parks.
- * A mover does its position CAS (seq_cst) and then loads the waiter count (seq_cst). In
- * the single total order of seq_cst operations one of the two sees the other, so either
- * the waiter sees the move and does not sleep, or the mover sees the waiter and wakes it.
+ * Blocking: an eventcount per direction (fq_park.h). A waiter arms it (seq_cst RMW setting
+ * the SLEEPERS bit), re-checks the positions (seq_cst loads), then parks. A mover does its
+ * position CAS (seq_cst) and then loads the eventcount (seq_cst). In the single total order
+ * of seq_cst operations one of the two sees the other, so either the waiter sees the move
+ * and does not sleep, or the mover sees SLEEPERS and wakes it.
  *
  * Items are opaque pointers; the Python layer stores owned PyObject references. Nothing
  * here touches Python, so it runs without the GIL and is shared verbatim with the pure-C
@@ -53,8 +53,6 @@ typedef struct {
     FQ_PAD(1);
     fq_atomic_u64 deq;          /* next position to take (63 bits) */
     FQ_PAD(2);
-    fq_atomic_u32 ne_threads;   /* threads parked (or about to) waiting for "not empty" */
-    fq_atomic_u32 nf_threads;   /* threads parked (or about to) waiting for "not full" */
     fq_atomic_u32 ne_async;     /* asyncio waiters for "not empty" (managed by _core.pyx) */
     fq_atomic_u32 nf_async;     /* asyncio waiters for "not full" */
     FQ_PAD(3);
@@ -134,7 +132,7 @@ static inline int fq_ring_try_put(fq_ring *r, void *item, int *wake) {
             if (fq_cas64(&r->enq, &pos, (pos + 1) & FQ_POS_MASK)) {
                 s->item = item;
                 fq_store64(&s->seq, (pos << 1) + 1, FQ_RELEASE);
-                *wake = (fq_load32(&r->ne_threads, FQ_SEQ_CST) | fq_load32(&r->ne_async, FQ_SEQ_CST)) != 0;
+                *wake = fq_parker_armed(&r->not_empty) | (fq_load32(&r->ne_async, FQ_SEQ_CST) != 0);
                 return FQ_OK;
             }
         } else if (dif < 0) {
@@ -157,7 +155,7 @@ static inline int fq_ring_try_get(fq_ring *r, void **out, int *wake) {
                 *out = s->item;
                 s->item = NULL;
                 fq_store64(&s->seq, ((pos + r->capacity) & FQ_POS_MASK) << 1, FQ_RELEASE);
-                *wake = (fq_load32(&r->nf_threads, FQ_SEQ_CST) | fq_load32(&r->nf_async, FQ_SEQ_CST)) != 0;
+                *wake = fq_parker_armed(&r->not_full) | (fq_load32(&r->nf_async, FQ_SEQ_CST) != 0);
                 return FQ_OK;
             }
         } else if (dif < 0) {
@@ -228,10 +226,10 @@ static inline void *fq_ring_take(fq_ring *r, uint64_t p) {
 
 /* After a batch: is anyone waiting on the other side? */
 static inline int fq_ring_takers_waiting(fq_ring *r) {
-    return (fq_load32(&r->ne_threads, FQ_SEQ_CST) | fq_load32(&r->ne_async, FQ_SEQ_CST)) != 0;
+    return fq_parker_armed(&r->not_empty) | (fq_load32(&r->ne_async, FQ_SEQ_CST) != 0);
 }
 static inline int fq_ring_putters_waiting(fq_ring *r) {
-    return (fq_load32(&r->nf_threads, FQ_SEQ_CST) | fq_load32(&r->nf_async, FQ_SEQ_CST)) != 0;
+    return fq_parker_armed(&r->not_full) | (fq_load32(&r->nf_async, FQ_SEQ_CST) != 0);
 }
 
 /* asyncio waiters are kept by _core.pyx; it keeps these counts so movers see them */
@@ -241,13 +239,11 @@ static inline void fq_ring_async_add(fq_ring *r, int for_put, int delta) {
 
 /* ---- waking and waiting -------------------------------------------------------------- */
 
-/* wake one parked thread (all=1: every parked thread, e.g. after a batch) */
-static inline void fq_ring_notify_not_empty(fq_ring *r, int all) {
-    if (fq_load32(&r->ne_threads, FQ_SEQ_CST)) fq_parker_wake(&r->not_empty, all);
-}
-static inline void fq_ring_notify_not_full(fq_ring *r, int all) {
-    if (fq_load32(&r->nf_threads, FQ_SEQ_CST)) fq_parker_wake(&r->not_full, all);
-}
+/* Wake the threads parked for "not empty" / "not full", if any (one syscall per round of
+ * sleeping: the first caller clears SLEEPERS, later callers return at once). Every woken
+ * thread re-checks the ring and parks again if it lost the race. */
+static inline void fq_ring_notify_not_empty(fq_ring *r) { fq_parker_wake_all(&r->not_empty); }
+static inline void fq_ring_notify_not_full(fq_ring *r) { fq_parker_wake_all(&r->not_full); }
 
 /* The re-checks a registered waiter does before parking (seq_cst: see the header comment).
  * "Looks empty" is false when closed, so closing wakes everyone into a re-check. */
@@ -267,19 +263,14 @@ static inline int fq_ring_looks_full(fq_ring *r) {
  * Returns FQ_OK (re-check), FQ_TIMEOUT or FQ_INTR. No GIL needed. */
 static inline int fq_ring_wait(fq_ring *r, int for_put, int64_t deadline) {
     fq_parker *pk = for_put ? &r->not_full : &r->not_empty;
-    fq_atomic_u32 *cnt = for_put ? &r->nf_threads : &r->ne_threads;
     for (int i = 0; i < FQ_SPIN; i++) {
         if (!(for_put ? fq_ring_looks_full(r) : fq_ring_looks_empty(r))) return FQ_OK;
         fq_cpu_relax();
     }
     if (deadline != FQ_NO_DEADLINE && fq_now_ns() >= deadline) return FQ_TIMEOUT;
-    uint32_t epoch = fq_parker_epoch(pk);
-    fq_add32(cnt, 1, FQ_SEQ_CST);
-    int rc = FQ_OK;
-    if (for_put ? fq_ring_looks_full(r) : fq_ring_looks_empty(r))
-        rc = fq_parker_wait(pk, epoch, deadline);
-    fq_sub32(cnt, 1, FQ_SEQ_CST);
-    return rc;
+    uint32_t e = fq_parker_arm(pk);
+    if (!(for_put ? fq_ring_looks_full(r) : fq_ring_looks_empty(r))) return FQ_OK;
+    return fq_parker_wait(pk, e, deadline);
 }
 
 /* Blocking put/get loops without the GIL: FQ_OK, FQ_CLOSED, FQ_TIMEOUT or FQ_INTR.
@@ -314,8 +305,8 @@ static inline int fq_ring_get_wait(fq_ring *r, void **out, int64_t deadline, int
  * parked thread. Returns 1 if this call closed the ring, 0 if it was already closed. */
 static inline int fq_ring_close(fq_ring *r) {
     uint64_t old = fq_fetch_or64(&r->enq, FQ_CLOSED_BIT, FQ_SEQ_CST);
-    fq_parker_wake(&r->not_empty, 1);
-    fq_parker_wake(&r->not_full, 1);
+    fq_parker_wake_all(&r->not_empty);
+    fq_parker_wake_all(&r->not_full);
     return (old & FQ_CLOSED_BIT) == 0;
 }
 
