@@ -7,6 +7,12 @@
 #ifndef FQ_ATOMIC_H
 #define FQ_ATOMIC_H
 
+/* syscall(), sched_yield() and CLOCK_MONOTONIC under strict -std=c11 (Python.h defines it too;
+ * a C file that includes these headers first gets it from here) */
+#if !defined(_GNU_SOURCE) && !defined(_WIN32)
+#  define _GNU_SOURCE 1
+#endif
+
 #include <stdint.h>
 #include <stdatomic.h>
 

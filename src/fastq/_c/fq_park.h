@@ -19,10 +19,10 @@
 #ifndef FQ_PARK_H
 #define FQ_PARK_H
 
+#include "fq_atomic.h"          /* first: it sets _GNU_SOURCE before any system header */
 #include <stdint.h>
 #include <errno.h>
 #include <time.h>
-#include "fq_atomic.h"
 
 #define FQ_NO_DEADLINE INT64_MAX
 

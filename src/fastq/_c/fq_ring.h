@@ -27,12 +27,11 @@
 #ifndef FQ_RING_H
 #define FQ_RING_H
 
+#include "fq_atomic.h"          /* first: it sets _GNU_SOURCE before any system header */
+#include "fq_park.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
-#include "fq_atomic.h"
-#include "fq_park.h"
 
 #define FQ_POS_MASK   UINT64_C(0x7fffffffffffffff)
 #define FQ_CLOSED_BIT UINT64_C(0x8000000000000000)
@@ -91,8 +90,7 @@ static inline fq_ring *fq_ring_new(uint64_t capacity, uint64_t start) {
     }
     fq_store64(&r->enq, start, FQ_RELAXED);
     fq_store64(&r->deq, start, FQ_RELAXED);
-    atomic_thread_fence(FQ_SEQ_CST);
-    return r;
+    return r;                   /* other threads get r through a synchronizing hand-off */
 }
 
 static inline void fq_ring_free(fq_ring *r) {
@@ -276,9 +274,11 @@ static inline int fq_ring_wait(fq_ring *r, int for_put, int64_t deadline) {
 /* Blocking put/get loops without the GIL: FQ_OK, FQ_CLOSED, FQ_TIMEOUT or FQ_INTR.
  * On FQ_OK the item moved; the caller still handles *wake (asyncio waiters). */
 static inline int fq_ring_put_wait(fq_ring *r, void *item, int64_t deadline, int *wake) {
+    unsigned spins = 0;
     for (;;) {
         int rc = fq_ring_try_put(r, item, wake);
         if (rc != FQ_FULL) return rc;
+        if (spins) fq_backoff(&spins); else spins = 1;   /* a taker is mid-copy: back off */
         rc = fq_ring_wait(r, 1, deadline);
         if (rc == FQ_TIMEOUT) {
             rc = fq_ring_try_put(r, item, wake);             /* one last look */
@@ -289,9 +289,11 @@ static inline int fq_ring_put_wait(fq_ring *r, void *item, int64_t deadline, int
 }
 
 static inline int fq_ring_get_wait(fq_ring *r, void **out, int64_t deadline, int *wake) {
+    unsigned spins = 0;
     for (;;) {
         int rc = fq_ring_try_get(r, out, wake);
         if (rc != FQ_EMPTY) return rc;
+        if (spins) fq_backoff(&spins); else spins = 1;   /* a putter is mid-copy: back off */
         rc = fq_ring_wait(r, 0, deadline);
         if (rc == FQ_TIMEOUT) {
             rc = fq_ring_try_get(r, out, wake);
