@@ -17,14 +17,17 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 class SeededRandom(random.Random):
-    """random.Random whose repr names the seed, so a failing assert shows how to replay it."""
+    """random.Random whose repr says how to replay it, so a failing assert shows the seed.
+
+    The per-test seed is derived from the session seed and the test id; replay with the
+    session seed (FASTQ_SEED) and the same test id."""
 
     def __init__(self, seed: int) -> None:
         super().__init__(seed)
         self.seed_value = seed
 
     def __repr__(self) -> str:
-        return f"SeededRandom(FASTQ_SEED={self.seed_value})"
+        return f"SeededRandom(seed={self.seed_value}; replay with FASTQ_SEED={SEED})"
 
 
 @pytest.fixture

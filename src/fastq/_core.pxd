@@ -55,6 +55,8 @@ cdef extern from "fq_py.h":
     # hands a slot's owned reference to Cython (no extra INCREF); never NULL
     object fq_steal(void *p)
     void fq_list_set(object lst, Py_ssize_t i, void *p)
+    # wraps RingBuffer's tp_traverse/tp_clear so the GC sees the items in the slots
+    void fq_ring_install_gc(object ring_type, Py_ssize_t ring_field_offset)
 
 
 @cython.final

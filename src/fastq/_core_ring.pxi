@@ -30,6 +30,10 @@ cdef int64_t _deadline(object timeout) except? -2:
         t = timeout
     except TypeError:
         raise TypeError(f"timeout must be a number or None, got {type(timeout).__name__}") from None
+    except OverflowError:                      # an int beyond float range
+        if timeout > 0:
+            return FQ_NO_DEADLINE
+        raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}") from None
     if isnan(t) or t < 0:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
     if t > 9.0e9:
@@ -141,11 +145,14 @@ cdef class RingBuffer:
 
         Raises Full when non-blocking or the timeout expires, Closed once closed."""
         cdef int wake = 0
+        cdef int64_t deadline = FQ_NO_DEADLINE
+        if timeout is not None:
+            deadline = _deadline(timeout)          # validated even when no wait is needed
         Py_INCREF(item)
         cdef int rc = fq_ring_try_put(self._r, <void *>item, &wake)
         if rc == FQ_FULL and block:
             try:
-                rc = self._put_wait(<void *>item, _deadline(timeout), &wake)
+                rc = self._put_wait(<void *>item, deadline, &wake)
             except BaseException:
                 Py_DECREF(item)
                 raise
@@ -173,9 +180,12 @@ cdef class RingBuffer:
         Raises Empty when non-blocking or the timeout expires; Closed once closed and drained."""
         cdef void *out
         cdef int wake = 0
+        cdef int64_t deadline = FQ_NO_DEADLINE
+        if timeout is not None:
+            deadline = _deadline(timeout)          # validated even when no wait is needed
         cdef int rc = fq_ring_try_get(self._r, &out, &wake)
         if rc == FQ_EMPTY and block:
-            rc = self._get_wait(&out, _deadline(timeout), &wake)
+            rc = self._get_wait(&out, deadline, &wake)
         if rc == FQ_OK:
             if wake:
                 self._wake_putters(1)
@@ -193,16 +203,18 @@ cdef class RingBuffer:
         closed before any item was put; a close part-way returns the count put so far."""
         cdef uint64_t n, done = 0
         cdef int closed = 0, rc
-        cdef int64_t deadline = 0
-        if block:
-            deadline = _deadline(timeout)
+        cdef int64_t deadline = _deadline(timeout)
+        if not block:
+            deadline = 0
         if type(items) is list:
             # Fast path without a copy; the critical section keeps other threads from
             # resizing the list under us on free-threaded builds (a no-op with the GIL).
             with cython.critical_section(items):
                 n = len(items)
                 done = self._put_array(PySequence_Fast_ITEMS(items), n, &closed)
-            if done == n or not block or (closed and done):
+            if closed and done == 0 and n:
+                raise Closed("put_many() on a closed RingBuffer")
+            if done == n or not block or closed:
                 return done
             items = tuple(items[done:n])       # waiting releases the list: keep a snapshot
         else:
@@ -248,10 +260,10 @@ cdef class RingBuffer:
         block is true); raises Empty when none arrived in time (or at once when block is false),
         Closed once closed and drained."""
         cdef uint64_t m = _positive_count(max_items, "max_items", <uint64_t>1 << 62)
-        cdef int64_t deadline = 0
+        cdef int64_t deadline = _deadline(timeout)
         cdef int rc
-        if block:
-            deadline = _deadline(timeout)
+        if not block:
+            deadline = 0
         while True:
             batch = self._take_batch(m)
             if batch is not None:
@@ -477,6 +489,14 @@ cdef class RingBuffer:
                 elif not fq_ring_looks_empty(self._r):
                     self._wake_takers(1)
             raise
+
+
+cdef _install_gc():
+    cdef RingBuffer probe = RingBuffer(1)
+    fq_ring_install_gc(RingBuffer, <Py_ssize_t>(<char *>&probe._r - <char *><PyObject *>probe))
+
+
+_install_gc()
 
 
 def _ring_at(capacity, start):

@@ -115,10 +115,39 @@ static inline uint64_t fq_ring_size(fq_ring *r) {
     }
 }
 
+/* ---- filling and draining a claimed position -------------------------------------- */
+
+/* Store the item of claimed position p (waits while the slot's previous taker finishes). */
+static inline void fq_ring_fill(fq_ring *r, uint64_t p, void *item) {
+    p &= FQ_POS_MASK;
+    fq_slot *s = &r->slots[p & r->mask];
+    unsigned spins = 0;
+    while (fq_load64(&s->seq, FQ_ACQUIRE) != (p << 1)) fq_backoff(&spins);
+    s->item = item;
+    fq_store64(&s->seq, (p << 1) + 1, FQ_RELEASE);
+}
+
+/* Take the item of claimed position p (waits while its producer finishes the copy). */
+static inline void *fq_ring_take(fq_ring *r, uint64_t p) {
+    p &= FQ_POS_MASK;
+    fq_slot *s = &r->slots[p & r->mask];
+    unsigned spins = 0;
+    while (fq_load64(&s->seq, FQ_ACQUIRE) != (p << 1) + 1) fq_backoff(&spins);
+    void *item = s->item;
+    s->item = NULL;
+    fq_store64(&s->seq, ((p + r->capacity) & FQ_POS_MASK) << 1, FQ_RELEASE);
+    return item;
+}
+
 /* ---- single-item, non-blocking ------------------------------------------------------- */
 
 /* Put one item. FQ_OK / FQ_FULL / FQ_CLOSED. *wake is set non-zero when a taker may be
- * waiting (the caller then calls fq_ring_notify_not_empty and/or wakes asyncio waiters). */
+ * waiting (the caller then calls fq_ring_notify_not_empty and/or wakes asyncio waiters).
+ *
+ * Linearizable: when the slot is not free yet, the positions decide. FQ_FULL only if the
+ * ring really holds capacity items; if instead a taker has claimed the slot's previous item
+ * but not finished copying it out, we claim the position and wait for that copy (as the
+ * batch paths do) rather than report a spurious FQ_FULL. */
 static inline int fq_ring_try_put(fq_ring *r, void *item, int *wake) {
     uint64_t pos = fq_load64(&r->enq, FQ_RELAXED);
     for (;;) {
@@ -130,18 +159,30 @@ static inline int fq_ring_try_put(fq_ring *r, void *item, int *wake) {
             if (fq_cas64(&r->enq, &pos, (pos + 1) & FQ_POS_MASK)) {
                 s->item = item;
                 fq_store64(&s->seq, (pos << 1) + 1, FQ_RELEASE);
-                *wake = fq_parker_armed(&r->not_empty) | (fq_load32(&r->ne_async, FQ_SEQ_CST) != 0);
-                return FQ_OK;
+                break;
             }
         } else if (dif < 0) {
-            return FQ_FULL;
+            uint64_t used = (pos - fq_load64(&r->deq, FQ_ACQUIRE)) & FQ_POS_MASK;
+            if (used == r->capacity) return FQ_FULL;
+            if (used > r->capacity) {                 /* pos is stale: others moved on */
+                pos = fq_load64(&r->enq, FQ_RELAXED);
+                continue;
+            }
+            if (fq_cas64(&r->enq, &pos, (pos + 1) & FQ_POS_MASK)) {
+                fq_ring_fill(r, pos, item);           /* waits out the taker's copy */
+                break;
+            }
         } else {
             pos = fq_load64(&r->enq, FQ_RELAXED);
         }
     }
+    *wake = fq_parker_armed(&r->not_empty) | (fq_load32(&r->ne_async, FQ_SEQ_CST) != 0);
+    return FQ_OK;
 }
 
-/* Take one item into *out. FQ_OK / FQ_EMPTY / FQ_CLOSED (closed and drained). */
+/* Take one item into *out. FQ_OK / FQ_EMPTY / FQ_CLOSED (closed and drained).
+ * Linearizable in the same way: FQ_EMPTY only if no put has claimed the position; a put that
+ * claimed it but is still copying is waited for. */
 static inline int fq_ring_try_get(fq_ring *r, void **out, int *wake) {
     uint64_t pos = fq_load64(&r->deq, FQ_RELAXED);
     for (;;) {
@@ -153,17 +194,26 @@ static inline int fq_ring_try_get(fq_ring *r, void **out, int *wake) {
                 *out = s->item;
                 s->item = NULL;
                 fq_store64(&s->seq, ((pos + r->capacity) & FQ_POS_MASK) << 1, FQ_RELEASE);
-                *wake = fq_parker_armed(&r->not_full) | (fq_load32(&r->nf_async, FQ_SEQ_CST) != 0);
-                return FQ_OK;
+                break;
             }
         } else if (dif < 0) {
             uint64_t e = fq_load64(&r->enq, FQ_ACQUIRE);
-            if ((e & FQ_CLOSED_BIT) && (e & FQ_POS_MASK) == pos) return FQ_CLOSED;
-            return FQ_EMPTY;
+            uint64_t avail = ((e & FQ_POS_MASK) - pos) & FQ_POS_MASK;
+            if (avail == 0) return (e & FQ_CLOSED_BIT) ? FQ_CLOSED : FQ_EMPTY;
+            if (avail > r->capacity) {                /* pos is stale */
+                pos = fq_load64(&r->deq, FQ_RELAXED);
+                continue;
+            }
+            if (fq_cas64(&r->deq, &pos, (pos + 1) & FQ_POS_MASK)) {
+                *out = fq_ring_take(r, pos);          /* waits out the putter's copy */
+                break;
+            }
         } else {
             pos = fq_load64(&r->deq, FQ_RELAXED);
         }
     }
+    *wake = fq_parker_armed(&r->not_full) | (fq_load32(&r->nf_async, FQ_SEQ_CST) != 0);
+    return FQ_OK;
 }
 
 /* ---- batches: claim k positions with one CAS, then fill/drain them ------------------- */
@@ -186,16 +236,6 @@ static inline uint64_t fq_ring_claim_put(fq_ring *r, uint64_t n, uint64_t *first
     }
 }
 
-/* Store the item of claimed position p (waits while the slot's previous taker finishes). */
-static inline void fq_ring_fill(fq_ring *r, uint64_t p, void *item) {
-    p &= FQ_POS_MASK;
-    fq_slot *s = &r->slots[p & r->mask];
-    unsigned spins = 0;
-    while (fq_load64(&s->seq, FQ_ACQUIRE) != (p << 1)) fq_backoff(&spins);
-    s->item = item;
-    fq_store64(&s->seq, (p << 1) + 1, FQ_RELEASE);
-}
-
 /* Claim up to n take positions. Returns k (0 when empty; *closed=1 when also closed). */
 static inline uint64_t fq_ring_claim_get(fq_ring *r, uint64_t n, uint64_t *first, int *closed) {
     uint64_t pos = fq_load64(&r->deq, FQ_RELAXED);
@@ -208,18 +248,6 @@ static inline uint64_t fq_ring_claim_get(fq_ring *r, uint64_t n, uint64_t *first
         if (k > n) k = n;
         if (fq_cas64(&r->deq, &pos, (pos + k) & FQ_POS_MASK)) { *first = pos; return k; }
     }
-}
-
-/* Take the item of claimed position p (waits while its producer finishes the copy). */
-static inline void *fq_ring_take(fq_ring *r, uint64_t p) {
-    p &= FQ_POS_MASK;
-    fq_slot *s = &r->slots[p & r->mask];
-    unsigned spins = 0;
-    while (fq_load64(&s->seq, FQ_ACQUIRE) != (p << 1) + 1) fq_backoff(&spins);
-    void *item = s->item;
-    s->item = NULL;
-    fq_store64(&s->seq, ((p + r->capacity) & FQ_POS_MASK) << 1, FQ_RELEASE);
-    return item;
 }
 
 /* After a batch: is anyone waiting on the other side? */
