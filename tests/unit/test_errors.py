@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import queue
+from collections.abc import Callable
 
 import pytest
 
@@ -97,7 +98,7 @@ def test_raised_errors_carry_a_helpful_message(
         ring.put_nowait(0)
     if action.endswith("closed"):
         ring.close()
-    call = {
+    call: Callable[[], object] = {
         "put_full": lambda: ring.put_nowait(1),
         "get_empty": ring.get_nowait,
         "put_closed": lambda: ring.put(1),

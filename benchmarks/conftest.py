@@ -1,0 +1,225 @@
+"""pytest configuration for the fastq benchmarks (not part of the default test run).
+
+Run them with ``python benchmarks/run.py`` (which also prints the report), or directly with
+``python -m pytest benchmarks`` from the repository root. Options scale the workloads:
+
+    --bench-items N        items per round in the per-item scenarios   (default 100,000)
+    --bench-batch-items N  items per round in the batch scenarios      (default 1,000,000)
+    --bench-batch-size N   put_many/get_many batch size                (default 1,000)
+    --bench-capacity N     ring capacity (bounded peers: same maxsize) (default 1,024)
+    --bench-thread-capacity N  ring capacity in the two-thread scenarios   (default 65,536)
+    --bench-rounds N       timed rounds per benchmark                  (default 15)
+    --bench-warmup N       untimed rounds first                        (default 1)
+    --bench-budget S       seconds of timed rounds per benchmark       (default 5.0)
+    --bench-min-rounds N   but at least this many rounds               (default 3)
+
+Fixtures: ``settings`` (those sizes), ``peer_type`` (the peer class named by the test's
+``impl`` parameter, skipping peers that are not installed), ``aio_loop`` (a fresh event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import fnmatch
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # bench_*.py import these helpers as top-level modules
+    sys.path.insert(0, str(HERE))
+
+from harness import Settings  # noqa: E402
+from peers import REGISTRY, Peer  # noqa: E402
+
+_OPTIONS: dict[str, str] = {
+    "items": "items moved per round by the per-item scenarios",
+    "batch_items": "items moved per round by the batch scenarios",
+    "batch_size": "put_many/get_many batch size",
+    "capacity": "ring capacity (bounded peers get the same maxsize)",
+    "thread_capacity": "ring capacity in the two-thread scenarios",
+    "rounds": "timed rounds per benchmark",
+    "warmup": "untimed warm-up rounds per benchmark",
+    "budget": "seconds of timed rounds per benchmark (slower ones get fewer rounds)",
+    "min_rounds": "the fewest timed rounds a benchmark gets",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fastq-bench", "fastq benchmark sizes")
+    defaults = Settings()
+    for field, help_text in _OPTIONS.items():
+        default = getattr(defaults, field)
+        group.addoption(
+            "--bench-" + field.replace("_", "-"),
+            type=type(default),
+            default=default,
+            dest="bench_" + field,
+            help=f"{help_text} (default {default:,})",
+        )
+
+
+def _settings(config: pytest.Config) -> Settings:
+    values = {field: config.getoption("bench_" + field) for field in _OPTIONS}
+    for field, value in values.items():
+        least = 0 if field in ("warmup", "budget") else 1
+        if value < least:
+            option = "--bench-" + field.replace("_", "-")
+            raise pytest.UsageError(f"{option} must be >= {least}, got {value}")
+    return Settings(**values)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    """Collect bench_*.py even under the root config's python_files (test_*.py).
+
+    If python_files already matches (run.py passes ``-o python_files=bench_*.py``) or the file
+    was named on the command line, pytest's python plugin collects it and we stay out.
+    """
+    if file_path.suffix != ".py" or not file_path.name.startswith("bench_"):
+        return None
+    patterns = parent.config.getini("python_files")
+    if parent.session.isinitpath(file_path) or any(
+        fnmatch.fnmatch(file_path.name, pattern) for pattern in patterns
+    ):
+        return None
+    module: pytest.Module = pytest.Module.from_parent(parent, path=file_path)
+    return module
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = _settings(config)
+    peers = ", ".join(
+        f"{name} {cls.version()}" if cls.missing() is None else f"{name} (missing)"
+        for name, cls in REGISTRY.items()
+    )
+    return [
+        f"fastq bench: items={s.items:,} batch_items={s.batch_items:,} "
+        f"batch_size={s.batch_size:,} capacity={s.capacity:,} rounds={s.rounds} "
+        f"warmup={s.warmup} budget={s.budget}s min_rounds={s.min_rounds}",
+        f"fastq bench peers: {peers}",
+    ]
+
+
+def _load() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not available on this platform
+        return []
+
+
+def _fastq_build() -> dict[str, Any]:
+    """Which native core was measured: the working tree may be rebuilt between runs."""
+    import fastq
+    import fastq._core
+
+    so = Path(fastq._core.__file__ or "")
+    info: dict[str, Any] = {"version": fastq.__version__, "core": so.name}
+    try:
+        info["core_sha256"] = hashlib.sha256(so.read_bytes()).hexdigest()[:16]
+        mtime = so.stat().st_mtime
+        info["core_built"] = datetime.datetime.fromtimestamp(
+            mtime, datetime.timezone.utc
+        ).isoformat(timespec="seconds")
+    except OSError:
+        pass
+    root = HERE.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    try:
+        info["commit"] = git("rev-parse", "--short", "HEAD")
+        info["src_dirty"] = bool(git("status", "--porcelain", "--", "src"))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+_LOAD_AT_START = pytest.StashKey[list[float]]()
+_BUILD_AT_START = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_LOAD_AT_START] = _load()
+    session.config.stash[_BUILD_AT_START] = _fastq_build()
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: list[Any], output_json: dict[str, Any]
+) -> None:
+    """Record the sizes, peers and machine next to the numbers, for report.py."""
+    build = config.stash.get(_BUILD_AT_START, {})
+    now = _fastq_build()
+    # the module loaded is the one from the start; a rebuild on disk means results may mix
+    build["core_rebuilt_during_run"] = now.get("core_sha256") != build.get("core_sha256")
+    output_json["fastq_bench"] = {
+        "settings": _settings(config).as_dict(),
+        "fastq": build,
+        "loadavg_start": config.stash.get(_LOAD_AT_START, []),
+        "loadavg_end": _load(),
+        "peers": {
+            name: {
+                "version": cls.version(),
+                "available": cls.missing() is None,
+                "note": cls.note,
+            }
+            for name, cls in REGISTRY.items()
+        },
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
+        "switch_interval": sys.getswitchinterval(),
+    }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the benchmarks of peers that are not installed, before any fixture runs.
+
+    (Skipping later, once the benchmark fixture exists, makes pytest-benchmark warn that the
+    fixture was not used, and warnings are errors in this project.)
+    """
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        impl = callspec.params.get("impl") if callspec is not None else None
+        if impl in REGISTRY:
+            reason = REGISTRY[impl].missing()
+            if reason is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig: pytest.Config) -> Settings:
+    return _settings(pytestconfig)
+
+
+@pytest.fixture
+def peer_type(impl: str) -> type[Peer]:
+    """The adapter class for the test's `impl` parameter; skips peers not installed."""
+    cls = REGISTRY[impl]
+    reason = cls.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    return cls
+
+
+@pytest.fixture
+def aio_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A fresh event loop for one benchmark, closed (with its async generators) afterwards."""
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

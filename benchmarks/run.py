@@ -1,0 +1,154 @@
+"""Run the fastq benchmark suite and print the fastq-vs-peers table.
+
+    python benchmarks/run.py            # full run (a few minutes on 2 cores)
+    python benchmarks/run.py --quick    # smaller workloads and fewer rounds (under 2 minutes)
+    python benchmarks/run.py -k spsc    # only some scenarios (a pytest -k expression)
+    python benchmarks/run.py --capacity 65536 -- -x   # sizes, then raw pytest arguments
+    python benchmarks/run.py --repeat 3  # three runs; the table shows medians of their medians
+
+It runs pytest-benchmark on benchmarks/ in a child process (this interpreter, no shell),
+writes benchmarks/results/latest.json (with --repeat, also latest.run2.json, ...), then
+prints report.py's table. The exit status is pytest's (0 when every benchmark ran and checked
+its item counts), whatever the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import report  # noqa: E402
+
+#: sizes for --quick; the defaults live in harness.Settings (conftest.py turns them into options)
+QUICK: dict[str, float] = {"items": 20_000, "batch_items": 200_000, "rounds": 5, "budget": 1.5}
+SIZES = (
+    "items",
+    "batch_items",
+    "batch_size",
+    "capacity",
+    "thread_capacity",
+    "rounds",
+    "warmup",
+    "budget",
+)
+
+
+def pytest_command(args: argparse.Namespace, json_path: Path) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(HERE),
+        # The root config collects test_*.py from tests/; collect bench_*.py here instead.
+        "-o",
+        "python_files=bench_*.py",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        f"--benchmark-json={json_path}",
+        "--benchmark-group-by=group",
+        "--benchmark-sort=name",
+        "--benchmark-columns=min,median,max,rounds",
+        # filterwarnings=error is on; a run where -k selects nothing must not crash on this
+        "-W",
+        "ignore:Not saving anything:pytest_benchmark.logger.PytestBenchmarkWarning",
+    ]
+    if not args.verbose:
+        cmd.append("--benchmark-quiet")  # report.py prints the table that matters
+    if importlib.util.find_spec("pytest_timeout") is not None:
+        cmd.append(f"--timeout={args.timeout}")  # the root's 300 s is for unit tests
+    else:
+        # pyproject sets `timeout` (a pytest-timeout option) with --strict-config and
+        # filterwarnings=error, which turn the unknown option into an error when the plugin
+        # is missing (the `bench` extra does not pull it in): relax exactly that.
+        cmd += [
+            "-o",
+            "addopts=-ra --strict-markers",
+            "-W",
+            "ignore:Unknown config option:pytest.PytestConfigWarning",
+        ]
+    sizes = dict(QUICK) if args.quick else {}
+    for name in SIZES:
+        value = getattr(args, name)
+        if value is not None:
+            sizes[name] = value
+    for name, value in sizes.items():
+        cmd.append(f"--bench-{name.replace('_', '-')}={value}")
+    if args.k:
+        cmd += ["-k", args.k]
+    extra: list[str] = args.pytest_args
+    return cmd + extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Run the fastq benchmarks and print medians and fastq/peer ratios.",
+        epilog="Arguments after -- go to pytest unchanged.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small workloads, fewer rounds (under 2 minutes)"
+    )
+    parser.add_argument("-k", metavar="EXPR", help="pytest -k expression to pick benchmarks")
+    parser.add_argument("--items", type=int, help="items per round, per-item scenarios")
+    parser.add_argument("--batch-items", type=int, help="items per round, batch scenarios")
+    parser.add_argument("--batch-size", type=int, help="put_many/get_many batch size")
+    parser.add_argument("--capacity", type=int, help="ring capacity (and peers' maxsize)")
+    parser.add_argument(
+        "--thread-capacity", type=int, help="ring capacity in the two-thread scenarios"
+    )
+    parser.add_argument("--rounds", type=int, help="timed rounds per benchmark")
+    parser.add_argument("--warmup", type=int, help="untimed rounds per benchmark")
+    parser.add_argument(
+        "--budget", type=float, help="seconds of timed rounds per benchmark (slow peers: fewer)"
+    )
+    parser.add_argument("--timeout", type=int, default=1800, help="per-benchmark timeout (s)")
+    parser.add_argument(
+        "--json", type=Path, default=HERE / "results" / "latest.json", help="results file"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also print pytest-benchmark's tables"
+    )
+    parser.add_argument(
+        "--spread", action="store_true", help="report each row's interquartile range too"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the suite N times; report medians of medians"
+    )
+    parser.add_argument("pytest_args", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    first: Path = args.json.resolve()
+    first.parent.mkdir(parents=True, exist_ok=True)
+    paths = [first] + [
+        first.with_name(f"{first.stem}.run{k}{first.suffix}") for k in range(2, args.repeat + 1)
+    ]
+    for stale in [first, *first.parent.glob(f"{first.stem}.run*{first.suffix}")]:
+        stale.unlink(missing_ok=True)  # never report a previous run's numbers
+    rc = 0
+    for k, json_path in enumerate(paths, 1):
+        cmd = pytest_command(args, json_path)
+        if args.repeat > 1:
+            print(f"run {k} of {args.repeat}")
+        print("+ " + " ".join(cmd), flush=True)
+        rc = subprocess.call(cmd, cwd=ROOT) or rc
+        if not json_path.exists():
+            print(f"run: pytest exited {rc} and wrote no results", file=sys.stderr)
+            return rc or 1
+    print()
+    report.main([*map(str, paths), *(["--spread"] if args.spread else [])])
+    if rc != 0:
+        print(f"\nrun: pytest exited {rc}: some benchmarks failed (see above)", file=sys.stderr)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
