@@ -5,6 +5,11 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 
+cdef extern from "fq_mode.h":
+    # must come first: it decides FQ_SERIALIZED_MOVERS before fq_ring.h is read
+    const bint FQ_GIL_SERIALIZES "FQ_SERIALIZED_MOVERS_FLAG"
+
+
 cdef extern from "fq_ring.h" nogil:
     # Status codes returned by every fq_* operation (mapped to exceptions in _core_ring.pxi:
     # FQ_FULL -> Full, FQ_EMPTY/FQ_TIMEOUT -> Empty or Full, FQ_CLOSED -> Closed,
@@ -45,9 +50,11 @@ cdef extern from "fq_ring.h" nogil:
     void fq_ring_async_add(fq_ring *r, int for_put, int delta)
     void fq_ring_notify_not_empty(fq_ring *r)
     void fq_ring_notify_not_full(fq_ring *r)
-    int fq_ring_wait(fq_ring *r, int for_put, int64_t deadline)
-    int fq_ring_put_wait(fq_ring *r, void *item, int64_t deadline, int *wake)
-    int fq_ring_get_wait(fq_ring *r, void **out, int64_t deadline, int *wake)
+    # waiting in three steps: spin (no GIL), arm + re-check (GIL held), park (no GIL)
+    bint fq_ring_looks_blocked(fq_ring *r, int for_put)
+    bint fq_ring_spin(fq_ring *r, int for_put)
+    uint32_t fq_ring_arm(fq_ring *r, int for_put)
+    int fq_ring_park(fq_ring *r, int for_put, uint32_t armed, int64_t deadline)
     bint fq_ring_close(fq_ring *r)
 
 
@@ -69,6 +76,7 @@ cdef class RingBuffer:
 
     cdef object _take_batch(self, uint64_t m)
     cdef uint64_t _put_array(self, PyObject **arr, uint64_t n, int *closed) except? 0xFFFFFFFFFFFFFFFF
+    cdef int _wait(self, int for_put, int64_t deadline) except -1
     cdef int _put_wait(self, void *item, int64_t deadline, int *wake) except -1
     cdef int _get_wait(self, void **out, int64_t deadline, int *wake) except -1
     cdef int _raise_put(self, int rc) except -1

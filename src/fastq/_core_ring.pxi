@@ -20,6 +20,10 @@ cdef extern from "pythread.h":
 
 _get_running_loop = None          # asyncio.get_running_loop, imported on first async use
 
+# True on GIL builds: positions are claimed with plain stores under the GIL (fq_ring.h,
+# FQ_SERIALIZED_MOVERS); False on free-threaded builds: lock-free CAS claims.
+_SERIALIZED_MOVERS = bool(FQ_GIL_SERIALIZES)
+
 
 cdef int64_t _deadline(object timeout) except? -2:
     """timeout (seconds or None) -> absolute monotonic deadline in ns (FQ_NO_DEADLINE)."""
@@ -202,7 +206,7 @@ cdef class RingBuffer:
         expires: the rest (items[n:]) are left to the caller. Raises Closed if the ring is
         closed before any item was put; a close part-way returns the count put so far."""
         cdef uint64_t n, done = 0
-        cdef int closed = 0, rc
+        cdef int closed = 0
         cdef int64_t deadline = _deadline(timeout)
         if not block:
             deadline = 0
@@ -230,12 +234,10 @@ cdef class RingBuffer:
                 if done == 0:
                     raise Closed("put_many() on a closed RingBuffer")
                 break
-            if deadline != FQ_NO_DEADLINE and fq_now_ns() >= deadline:
+            if self._wait(1, deadline) == FQ_TIMEOUT:
+                done += self._put_array(PySequence_Fast_ITEMS(items) + (done - base),
+                                        n - done, &closed)        # one last look
                 break
-            with nogil:
-                rc = fq_ring_wait(self._r, 1, deadline)
-            if rc == FQ_INTR:
-                PyErr_CheckSignals()
         return done
 
     cdef uint64_t _put_array(self, PyObject **arr, uint64_t n, int *closed) except? 0xFFFFFFFFFFFFFFFF:
@@ -261,19 +263,17 @@ cdef class RingBuffer:
         Closed once closed and drained."""
         cdef uint64_t m = _positive_count(max_items, "max_items", <uint64_t>1 << 62)
         cdef int64_t deadline = _deadline(timeout)
-        cdef int rc
         if not block:
             deadline = 0
         while True:
             batch = self._take_batch(m)
             if batch is not None:
                 return batch
-            if deadline != FQ_NO_DEADLINE and fq_now_ns() >= deadline:
+            if self._wait(0, deadline) == FQ_TIMEOUT:
+                batch = self._take_batch(m)                      # one last look
+                if batch is not None:
+                    return batch
                 raise Empty("get_many() timed out" if block else "RingBuffer is empty")
-            with nogil:
-                rc = fq_ring_wait(self._r, 0, deadline)
-            if rc == FQ_INTR:
-                PyErr_CheckSignals()
 
     cdef object _take_batch(self, uint64_t m):
         """Take up to m items now: a list, None when empty; raises Closed when drained."""
@@ -384,23 +384,53 @@ cdef class RingBuffer:
 
     # ---- internals: waiting and waking ----------------------------------------------------
 
+    cdef int _wait(self, int for_put, int64_t deadline) except -1:
+        """After a failed try (GIL held): wait until the ring may have room (for_put) or items.
+
+        FQ_OK: try again; FQ_TIMEOUT: the deadline passed. Spins and parks without the GIL,
+        but arms the eventcount with it held: on GIL builds that is what orders a sleeper
+        against movers, which claim positions with plain stores (see fq_ring.h)."""
+        cdef bint ready
+        cdef uint32_t armed
+        cdef int rc
+        if deadline != FQ_NO_DEADLINE and fq_now_ns() >= deadline:
+            return FQ_TIMEOUT                  # includes block=False (deadline 0): no spin
+        with nogil:
+            ready = fq_ring_spin(self._r, for_put)
+        if ready:
+            return FQ_OK
+        if deadline != FQ_NO_DEADLINE and fq_now_ns() >= deadline:
+            return FQ_TIMEOUT
+        armed = fq_ring_arm(self._r, for_put)
+        if not fq_ring_looks_blocked(self._r, for_put):
+            return FQ_OK
+        with nogil:
+            rc = fq_ring_park(self._r, for_put, armed, deadline)
+        if rc == FQ_INTR:
+            PyErr_CheckSignals()   # raises KeyboardInterrupt & co; else just look again
+            return FQ_OK
+        return rc
+
     cdef int _put_wait(self, void *item, int64_t deadline, int *wake) except -1:
+        """Blocking put of an item whose reference the caller already took."""
         cdef int rc
         while True:
-            with nogil:
-                rc = fq_ring_put_wait(self._r, item, deadline, wake)
-            if rc != FQ_INTR:
+            if self._wait(1, deadline) == FQ_TIMEOUT:
+                rc = fq_ring_try_put(self._r, item, wake)        # one last look
+                return FQ_TIMEOUT if rc == FQ_FULL else rc
+            rc = fq_ring_try_put(self._r, item, wake)
+            if rc != FQ_FULL:
                 return rc
-            PyErr_CheckSignals()
 
     cdef int _get_wait(self, void **out, int64_t deadline, int *wake) except -1:
         cdef int rc
         while True:
-            with nogil:
-                rc = fq_ring_get_wait(self._r, out, deadline, wake)
-            if rc != FQ_INTR:
+            if self._wait(0, deadline) == FQ_TIMEOUT:
+                rc = fq_ring_try_get(self._r, out, wake)
+                return FQ_TIMEOUT if rc == FQ_EMPTY else rc
+            rc = fq_ring_try_get(self._r, out, wake)
+            if rc != FQ_EMPTY:
                 return rc
-            PyErr_CheckSignals()
 
     cdef int _raise_put(self, int rc) except -1:
         if rc == FQ_CLOSED:

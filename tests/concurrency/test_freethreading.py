@@ -16,7 +16,6 @@ import sys
 import sysconfig
 from typing import Any
 
-import pytest
 from checker import free_threaded_build, gil_enabled
 
 import fastq
@@ -100,3 +99,11 @@ def test_probe_sees_an_enabled_gil() -> None:
         result, _ = _probe()
         assert result["gil_enabled"] in (True, None), result
         assert result["py_gil_disabled"] is False, result
+
+
+def test_claim_mode_matches_the_build() -> None:
+    """GIL builds claim positions with plain stores under the GIL; a free-threaded build must
+    get the lock-free CAS claims (the mode the TSan harness and these suites verify)."""
+    import fastq._core as core
+
+    assert core._SERIALIZED_MOVERS is (not free_threaded_build())

@@ -285,6 +285,8 @@ def test_checker_handles_a_long_sequential_history() -> None:
 
 # ---- recording real histories -------------------------------------------------------------------
 
+TINY = 20e-6  # seconds: long enough to enter the (GIL-free) spin, short enough to stay a "try"
+
 
 def record_history(
     ring: RingBuffer[int], seed: int, threads: int, ops_per_thread: int, yield_rate: float = 0.3
@@ -303,8 +305,9 @@ def record_history(
         log = logs[t]
         put_nowait, put, get_nowait, get = ring.put_nowait, ring.put, ring.get_nowait, ring.get
         try:
-            # 0: put_nowait, 1: put(timeout=0), 2: get_nowait, 3: get(timeout=0); the timeout=0
-            # forms try once too, but through the waiting path that runs without the GIL
+            # 0: put_nowait, 1: put(timeout=TINY), 2: get_nowait, 3: get(timeout=TINY); the
+            # TINY forms go through the waiting path, which spins without the GIL, so on GIL
+            # builds too other threads' operations overlap theirs in time
             plan = [local.choices((0, 1, 2, 3), (8, 2, 8, 2))[0] for _ in range(ops_per_thread)]
             yields = [local.random() < yield_rate for _ in range(ops_per_thread)]
             barrier.wait(timeout=30)
@@ -319,7 +322,7 @@ def record_history(
                         if code == 0:
                             put_nowait(value)
                         else:
-                            put(value, timeout=0)
+                            put(value, timeout=TINY)
                         result = OK
                     except Full:
                         result = FULL
@@ -327,7 +330,7 @@ def record_history(
                     value = -1
                     start = now()
                     try:
-                        result = get_nowait() if code == 2 else get(timeout=0)
+                        result = get_nowait() if code == 2 else get(timeout=TINY)
                     except Empty:
                         result = EMPTY
                 log.append((code, value, result, start, now()))
