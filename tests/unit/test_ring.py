@@ -7,12 +7,12 @@ import copy
 import gc
 import inspect
 import math
+import os
 import pickle
 import queue
 import random
 import signal
 import subprocess
-import os
 import sys
 import threading
 import time
