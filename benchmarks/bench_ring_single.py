@@ -29,16 +29,22 @@ def _teardown(peer: Peer) -> None:
     peer.dispose()
 
 
-@pytest.mark.parametrize("impl", supporting("nowait"))
-def test_single_nowait(
-    benchmark: Any, settings: Settings, peer_type: type[Peer], impl: str
+def _bench_pairs(
+    benchmark: Any,
+    settings: Settings,
+    peer_type: type[Peer],
+    impl: str,
+    *,
+    scenario: str,
+    put_name: str,
+    get_name: str,
 ) -> None:
     items = make_items(settings.items)
     last = items[-1]
 
     def pairs(peer: Peer) -> None:
-        put = peer.put_nowait
-        get = peer.get_nowait
+        put = getattr(peer, put_name)
+        get = getattr(peer, get_name)
         x = None
         for item in items:
             put(item)
@@ -49,7 +55,7 @@ def test_single_nowait(
     measure(
         benchmark,
         settings,
-        scenario="single-nowait",
+        scenario=scenario,
         impl=impl,
         items=len(items),
         target=pairs,
@@ -58,30 +64,31 @@ def test_single_nowait(
     )
 
 
+@pytest.mark.parametrize("impl", supporting("nowait"))
+def test_single_nowait(
+    benchmark: Any, settings: Settings, peer_type: type[Peer], impl: str
+) -> None:
+    _bench_pairs(
+        benchmark,
+        settings,
+        peer_type,
+        impl,
+        scenario="single-nowait",
+        put_name="put_nowait",
+        get_name="get_nowait",
+    )
+
+
 @pytest.mark.parametrize("impl", supporting("block"))
 def test_single_default(
     benchmark: Any, settings: Settings, peer_type: type[Peer], impl: str
 ) -> None:
-    items = make_items(settings.items)
-    last = items[-1]
-
-    def pairs(peer: Peer) -> None:
-        put = peer.put
-        get = peer.get
-        x = None
-        for item in items:
-            put(item)
-            x = get()
-        if x != last:
-            raise AssertionError(f"{impl}: last item {x!r}, expected {last!r}")
-
-    measure(
+    _bench_pairs(
         benchmark,
         settings,
+        peer_type,
+        impl,
         scenario="single-default",
-        impl=impl,
-        items=len(items),
-        target=pairs,
-        setup=_setup(peer_type, settings),
-        teardown=_teardown,
+        put_name="put",
+        get_name="get",
     )
