@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -605,3 +607,57 @@ def test_reference_cycle_through_ring_contents_is_collected() -> None:
         "(the ring's tp_traverse does not visit its items)"
     )
     assert ring_alive() is None
+
+
+# ---- interpreter shutdown and fork ------------------------------------------------------------
+
+SHUTDOWN_SCRIPT = r"""
+import threading, fastq
+full = fastq.RingBuffer(2); full.put_many([1, 2])
+empty = fastq.RingBuffer(4)
+loaded = fastq.RingBuffer(64); loaded.put_many([object() for _ in range(50)])
+ready = threading.Barrier(5)
+def blocked(fn):
+    ready.wait()
+    fn()
+for fn in (empty.get, empty.get, lambda: full.put(3), lambda: empty.get_many(5)):
+    threading.Thread(target=blocked, args=(fn,), daemon=True).start()
+ready.wait()
+print("exiting with blocked daemon threads", flush=True)
+"""
+
+
+def test_interpreter_shutdown_with_blocked_daemon_threads_and_live_rings() -> None:
+    """R13: exiting while daemon threads sit in get/put and rings still hold items must be a
+    clean exit (no crash, no hang)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", SHUTDOWN_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "exiting with blocked daemon threads" in proc.stdout
+
+
+FORK_SCRIPT = r"""
+import os, fastq
+ring = fastq.RingBuffer(8)
+ring.put_many(["a", "b", "c"])
+pid = os.fork()
+if pid == 0:                      # the child works on its own copy
+    ok = ring.get() == "a" and ring.get_many(8) == ["b", "c"]
+    ring.put("child"); ok = ok and ring.get_nowait() == "child"
+    ring.close(); ok = ok and ring.closed
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert not ring.closed and ring.get_many(8) == ["a", "b", "c"]   # the parent's is untouched
+print("fork ok", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+def test_use_in_a_forked_child_works_on_a_copy() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "fork ok" in proc.stdout
