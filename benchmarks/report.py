@@ -186,7 +186,8 @@ def render(groups: dict[str, list[Row]], metas: list[dict[str, Any]], spread: bo
         lines.append(
             f"items/round {s.get('items', '?'):,} (batch scenarios "
             f"{s.get('batch_items', '?'):,}), batch {s.get('batch_size', '?'):,}, "
-            f"capacity {s.get('capacity', '?'):,}, {s.get('rounds', '?')} rounds + "
+            f"capacity {s.get('capacity', '?'):,} (two-thread scenarios "
+            f"{s.get('thread_capacity', '?'):,}), {s.get('rounds', '?')} rounds + "
             f"{s.get('warmup', '?')} warm-up (fewer rounds, at least {s.get('min_rounds', '?')}, "
             f"past {s.get('budget', '?')} s of rounds)"
         )
