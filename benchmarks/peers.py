@@ -270,6 +270,12 @@ class DequePeer(Peer):
         return len(self.dq)
 
 
+def _bind_stdlib(peer: Peer, q: queue.SimpleQueue[Any] | queue.Queue[Any]) -> None:
+    """The stdlib queues' own methods, bound directly (no adapter call in the timed loops)."""
+    peer.put, peer.get = q.put, q.get
+    peer.put_nowait, peer.get_nowait = q.put_nowait, q.get_nowait
+
+
 class SimpleQueuePeer(Peer):
     name = "SimpleQueue"
     caps = frozenset({"nowait", "block", "batch", "threads"})
@@ -277,10 +283,7 @@ class SimpleQueuePeer(Peer):
 
     def _open(self) -> None:
         self.q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.put = self.q.put
-        self.get = self.q.get
-        self.put_nowait = self.q.put_nowait
-        self.get_nowait = self.q.get_nowait
+        _bind_stdlib(self, self.q)
 
     def qsize(self) -> int:
         return self.q.qsize()
@@ -293,10 +296,7 @@ class QueuePeer(Peer):
 
     def _open(self) -> None:
         self.q: queue.Queue[Any] = queue.Queue(maxsize=self.capacity)
-        self.put = self.q.put
-        self.get = self.q.get
-        self.put_nowait = self.q.put_nowait
-        self.get_nowait = self.q.get_nowait
+        _bind_stdlib(self, self.q)
 
     def qsize(self) -> int:
         return self.q.qsize()

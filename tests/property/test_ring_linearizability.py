@@ -15,7 +15,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -288,6 +288,19 @@ def test_checker_handles_a_long_sequential_history() -> None:
 TINY = 20e-6  # seconds: long enough to enter the (GIL-free) spin, short enough to stay a "try"
 
 
+def run_workers(
+    worker: Callable[[int], None], threads: int, errors: list[BaseException], timeout: float
+) -> None:
+    """Run worker(0..threads-1) on daemon threads; fail if one hangs or raised."""
+    workers = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout)
+    assert not any(w.is_alive() for w in workers), "a worker hung"
+    assert not errors, errors
+
+
 def record_history(
     ring: RingBuffer[int], seed: int, threads: int, ops_per_thread: int, yield_rate: float = 0.3
 ) -> list[Op]:
@@ -338,13 +351,7 @@ def record_history(
             errors.append(e)
             barrier.abort()
 
-    workers = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(60)
-    assert not any(w.is_alive() for w in workers), "a worker hung"
-    assert not errors, errors
+    run_workers(worker, threads, errors, timeout=60)
     return [
         Op(t, PUT, value, result, start, end) if code < 2 else Op(t, GET, None, result, start, end)
         for t, log in enumerate(logs)
@@ -424,13 +431,7 @@ def test_no_spurious_full_or_empty_under_contention(stress_scale: float) -> None
             errors.append(e)
             barrier.abort()
 
-    workers = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
-    assert not any(w.is_alive() for w in workers), "a worker hung"
-    assert not errors, errors
+    run_workers(worker, threads, errors, timeout=120)
     assert (sum(fulls), sum(empties)) == (0, 0), (
         f"spurious Full x{sum(fulls)} / Empty x{sum(empties)} in {threads * rounds} rounds"
     )
