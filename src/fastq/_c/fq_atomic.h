@@ -53,8 +53,10 @@ static inline int fq_cas32(fq_atomic_u32 *p, uint32_t *expected, uint32_t desire
 #endif
 
 /* A hint to the CPU that we are spinning (reduces power and SMT contention). */
-#if defined(_MSC_VER)
+#if defined(_WIN32)
 #  include <windows.h>
+#endif
+#if defined(_MSC_VER)
 #  define fq_cpu_relax() YieldProcessor()
 #elif defined(__x86_64__) || defined(__i386__)
 #  define fq_cpu_relax() __builtin_ia32_pause()
