@@ -69,10 +69,11 @@ cdef class RingBuffer:
 
     A bounded multi-producer multi-consumer FIFO of Python objects.
 
-    Lock-free (Vyukov's per-slot sequence numbers over C11 atomics), safe from any mix of
-    threads and asyncio event loops, with or without the GIL. ``capacity`` is rounded up to a
-    power of two (read the real value back from :attr:`capacity`); the maximum is 2**30.
-    Blocking calls spin briefly, then sleep with the GIL released until woken.
+    Vyukov's per-slot sequence numbers over C11 atomics: lock-free on free-threaded builds;
+    on GIL builds the GIL (already held by every call) orders the position claims. Safe from
+    any mix of threads and asyncio event loops. ``capacity`` is rounded up to a power of two
+    (read the real value back from :attr:`capacity`); the maximum is 2**30. Blocking calls
+    spin briefly, then sleep with the GIL released until woken.
     """
 
     def __cinit__(self, capacity):
