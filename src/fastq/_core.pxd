@@ -58,6 +58,14 @@ cdef extern from "fq_ring.h" nogil:
     bint fq_ring_close(fq_ring *r)
 
 
+cdef extern from "fq_crc32c.h" nogil:
+    # CRC-32C: fq_crc32c picks SSE4.2 when the CPU has it; fq_crc32c_sw is the table path
+    void fq_crc32c_setup()
+    uint32_t fq_crc32c(uint32_t crc, const void *data, size_t n)
+    uint32_t fq_crc32c_sw(uint32_t crc, const void *data, size_t n)
+    const bint fq_crc32c_use_hw
+
+
 cdef extern from "fq_py.h":
     # hands a slot's owned reference to Cython (no extra INCREF); never NULL
     object fq_steal(void *p)

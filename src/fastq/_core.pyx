@@ -7,3 +7,4 @@ One extension module built from per-concept parts (``_core_*.pxi``) over small C
 cimport cython
 
 include "_core_ring.pxi"
+include "_core_crc.pxi"
