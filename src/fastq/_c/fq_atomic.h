@@ -36,7 +36,6 @@ static inline int fq_cas64(fq_atomic_u64 *p, uint64_t *expected, uint64_t desire
 static inline uint32_t fq_load32(fq_atomic_u32 *p, memory_order mo) { return atomic_load_explicit(p, mo); }
 static inline void fq_store32(fq_atomic_u32 *p, uint32_t v, memory_order mo) { atomic_store_explicit(p, v, mo); }
 static inline uint32_t fq_add32(fq_atomic_u32 *p, uint32_t v, memory_order mo) { return atomic_fetch_add_explicit(p, v, mo); }
-static inline uint32_t fq_sub32(fq_atomic_u32 *p, uint32_t v, memory_order mo) { return atomic_fetch_sub_explicit(p, v, mo); }
 static inline uint32_t fq_or32(fq_atomic_u32 *p, uint32_t v, memory_order mo) { return atomic_fetch_or_explicit(p, v, mo); }
 static inline int fq_cas32(fq_atomic_u32 *p, uint32_t *expected, uint32_t desired) {
     return atomic_compare_exchange_weak_explicit(p, expected, desired, FQ_SEQ_CST, FQ_RELAXED);

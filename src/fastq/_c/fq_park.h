@@ -52,13 +52,6 @@ static inline int64_t fq_now_ns(void) {
 }
 #endif
 
-/* deadline (ns since CLOCK_MONOTONIC epoch) for a timeout in seconds; <0 means none */
-static inline int64_t fq_deadline_after(double seconds) {
-    if (!(seconds >= 0)) return FQ_NO_DEADLINE;            /* negative/NaN: caller validated */
-    if (seconds > 9.0e9) return FQ_NO_DEADLINE;              /* ~285 years: treat as forever */
-    return fq_now_ns() + (int64_t)(seconds * 1e9);
-}
-
 #if defined(__linux__)
 #  include <linux/futex.h>
 #  include <sys/syscall.h>
