@@ -66,6 +66,117 @@ cdef extern from "fq_crc32c.h" nogil:
     const bint fq_crc32c_use_hw
 
 
+cdef extern from "fq_park.h" nogil:
+    ctypedef struct fq_parker:
+        pass
+    int fq_parker_init(fq_parker *p)
+    void fq_parker_destroy(fq_parker *p)
+    uint32_t fq_parker_arm(fq_parker *p)
+    int fq_parker_wait(fq_parker *p, uint32_t expected, int64_t deadline)
+    void fq_parker_wake_all(fq_parker *p)
+
+
+cdef extern from "fq_log.h" nogil:
+    # the segment-log format (docs/log-format.md); pure decode/encode plus file primitives
+    const uint32_t FQ_SEG_VERSION
+    const uint64_t FQ_SEG_HEADER_BYTES
+    const uint64_t FQ_SEG_META_AT
+    const uint64_t FQ_SEG_DATA_AT
+    const uint64_t FQ_SEG_MIN_BYTES
+    const uint64_t FQ_SEG_MAX_BYTES
+    const uint64_t FQ_REC_HEADER
+    const uint32_t FQ_NO_KEY
+    const unsigned FQ_REC_DATA
+    const unsigned FQ_REC_GAP
+    const uint64_t FQ_HINT_SEALED
+    enum:
+        FQ_HDR_OK
+        FQ_HDR_SHORT
+        FQ_HDR_MAGIC
+        FQ_HDR_CRC
+        FQ_HDR_VERSION
+        FQ_HDR_SIZE
+        FQ_HDR_BYTES
+    enum:
+        FQ_REC_OK
+        FQ_REC_ZERO
+        FQ_REC_SHORT
+        FQ_REC_BAD_OFFSET
+
+    ctypedef struct fq_rec:
+        uint64_t offset
+        uint64_t next
+        int64_t timestamp
+        uint64_t key_at
+        uint64_t value_at
+        uint32_t key_len
+        uint32_t value_len
+        uint64_t size
+        unsigned type
+
+    ctypedef struct fq_idx_entry:
+        uint64_t offset
+        uint64_t pos
+        int64_t max_ts_before
+
+    ctypedef struct fq_index:
+        fq_idx_entry *e
+        size_t n
+        int64_t max_ts
+        uint64_t count
+
+    ctypedef struct fq_scan:
+        uint64_t pos
+        uint64_t next
+        uint64_t records
+        int status
+
+    ctypedef struct fq_span:
+        const void *p
+        int64_t len
+
+    uint64_t fq_rec_size(uint64_t key_len, uint64_t value_len)
+    void fq_seg_header_write(unsigned char *h, uint64_t base_offset, uint64_t seg_bytes, int64_t created_ns)
+    int fq_seg_header_check(const unsigned char *h, uint64_t len, uint64_t *base_offset,
+                            uint64_t *seg_bytes, uint32_t *version)
+    void fq_ckpt_write(unsigned char *meta, uint64_t seq, uint64_t pos, uint64_t next_offset)
+    int fq_ckpt_read(const unsigned char *meta, uint64_t *seq, uint64_t *pos, uint64_t *next_offset)
+    uint64_t fq_rec_write(unsigned char *r, uint64_t offset, int64_t ts, const void *key,
+                          uint32_t key_len, const void *value, uint32_t value_len, unsigned type)
+    int fq_rec_check(const unsigned char *seg, uint64_t pos, uint64_t limit, uint64_t expected, fq_rec *out)
+    const char *fq_rec_reason(int rc)
+    void fq_index_init(fq_index *ix)
+    void fq_index_free(fq_index *ix)
+    int fq_index_note(fq_index *ix, uint64_t offset, uint64_t pos, int64_t ts, int data)
+    const fq_idx_entry *fq_index_seek(const fq_index *ix, uint64_t target)
+    const fq_idx_entry *fq_index_seek_time(const fq_index *ix, int64_t ts)
+    int fq_seg_scan(const unsigned char *seg, uint64_t pos, uint64_t limit, uint64_t expected,
+                    fq_index *ix, fq_scan *out)
+    uint64_t fq_seg_resync(const unsigned char *seg, uint64_t pos, uint64_t limit, uint64_t after,
+                           uint64_t *found_offset)
+    void fq_gap_write(unsigned char *r, uint64_t offset, uint64_t count, uint64_t span)
+    uint64_t fq_pad_target(uint64_t end, uint64_t seg_bytes)
+    uint64_t fq_last_nonzero(const unsigned char *m, uint64_t frm, uint64_t to)
+    uint64_t fq_seg_write_batch(unsigned char *map, uint64_t *pos, uint64_t limit, uint64_t *next,
+                                fq_index *ix, const fq_span *vals, const fq_span *keys,
+                                const int64_t *ts, int64_t ts_default, uint64_t n, int *oom)
+    void fq_hint_store(unsigned char *meta, uint64_t pos, uint64_t next)
+    uint64_t fq_hint_pos(const unsigned char *meta)
+    int fq_file_preallocate(int fd, uint64_t size)
+    int fq_map_file(int fd, uint64_t length, int writable, unsigned char **out)
+    void fq_unmap(unsigned char *m, uint64_t length)
+    void fq_map_readonly(unsigned char *m, uint64_t length)
+    int fq_lock_file(int fd)
+    int fq_pread_all(int fd, unsigned char *buf, uint64_t n, uint64_t at, uint64_t *got)
+    int fq_file_size(int fd, uint64_t *size)
+    int fq_file_sync(int fd)
+    int fq_dir_sync(const char *path)
+    int fq_map_sync(unsigned char *m, uint64_t frm, uint64_t to, int fd)
+    int64_t fq_wall_ns()
+    fq_parker *fq_parker_new()
+    void fq_parker_free(fq_parker *p)
+
+
 cdef extern from "fq_py.h":
     # hands a slot's owned reference to Cython (no extra INCREF); never NULL
     object fq_steal(void *p)
@@ -94,3 +205,111 @@ cdef class RingBuffer:
     cdef int _wake_async(self, int for_put, Py_ssize_t n) except -1
     cdef object _async_register(self, int for_put)
     cdef bint _async_unregister(self, object w, int for_put) except -1
+
+
+@cython.final
+cdef class _Segment:
+    # one mapped segment file; unmapped when the last reference (log, Record, iterator) goes
+    cdef unsigned char *map
+    cdef uint64_t map_len          # bytes mapped
+    cdef uint64_t seg_bytes        # declared size (header)
+    cdef uint64_t base             # base offset
+    cdef uint64_t end_pos          # where valid records end (writer: the append position)
+    cdef uint64_t next             # offset after the last record
+    cdef uint64_t visible_pos      # readers see records before this position ...
+    cdef uint64_t visible_next     # ... and offsets before this one
+    cdef uint64_t synced_pos       # durable up to here
+    cdef bint meta_dirty           # checkpoint page written since the last sync
+    cdef bint writable             # mapped read-write (the active segment of a writer)
+    cdef int fd                    # open only while this is the writer's active segment
+    cdef fq_index ix
+    cdef object path
+
+    cdef inline unsigned char *meta(self)
+
+
+@cython.final
+cdef class Record:
+    cdef readonly uint64_t offset
+    cdef readonly int64_t timestamp
+    cdef _Segment _seg
+    cdef uint64_t _key_at
+    cdef uint64_t _value_at
+    cdef uint32_t _key_len
+    cdef uint32_t _value_len
+
+
+@cython.final
+cdef class SegmentLog:
+    cdef cython.pymutex _lock      # guards every field below and the writer side of _Segment
+    cdef object _dir
+    cdef bytes _dir_b
+    cdef list _segs                # oldest first; the last one is the active segment
+    cdef _Segment _active
+    cdef uint64_t _seg_bytes
+    cdef uint64_t _max_record      # key + value bytes
+    cdef int _sync                 # _SYNC_NONE / _SYNC_INTERVAL / _SYNC_ALWAYS
+    cdef double _interval
+    cdef object _sync_text
+    cdef object _retention_bytes
+    cdef object _retention_seconds
+    cdef bint _readonly
+    cdef bint _repair
+    cdef bint _closed
+    cdef bint _forked
+    cdef object _failed            # the LogFailedError once a sync failed
+    cdef int _lock_fd
+    cdef fq_parker *_appended      # tail() readers park here
+    cdef fq_parker *_durable       # group-commit waiters park here
+    cdef bint _syncing
+    cdef uint64_t _durable_next
+    cdef uint64_t _ckpt_seq
+    cdef uint64_t _appends
+    cdef uint64_t _bytes_appended
+    cdef uint64_t _fsyncs
+    cdef uint64_t _records_durable
+    cdef uint64_t _bytes_truncated
+    cdef uint64_t _segments_removed
+    cdef list _truncations
+    cdef list _repaired
+    cdef list _unsynced            # sealed segments not yet synced (sync "none"/"interval")
+    cdef object _offsets           # dict group -> offset
+    cdef object _offsets_lock
+    cdef bint _offsets_dirty
+    cdef list _offsets_clamped
+    cdef object _flusher
+    cdef object _stop
+    cdef object _hook
+    cdef int _fail_after
+    cdef int _fail_errno
+    cdef object __weakref__
+
+    cdef int _check_write(self) except -1
+    cdef int _check_open(self) except -1
+    cdef uint64_t _visible_next(self)
+    cdef int _publish(self) except -1
+    cdef int _roll(self, uint64_t need) except -1
+    cdef int _retention(self, int64_t now_ns) except -1
+    cdef int _await_durable(self, uint64_t target) except -1
+    cdef int _fail(self, int err, object path) except -1
+    cdef int _refresh(self) except -1
+    cdef _Segment _locate(self, uint64_t offset, uint64_t *pos, uint64_t *expected, uint64_t *limit)
+    cdef int _injected_failure(self)
+    cdef bint _held(self, _Segment seg)
+    cdef int _delete_oldest(self) except -1
+    cdef list _read(self, uint64_t offset, Py_ssize_t max_records, uint64_t max_bytes)
+    cdef bint _wait_for(self, uint64_t pos, int64_t deadline) except -1
+
+
+@cython.final
+cdef class _LogIterator:
+    cdef SegmentLog _log
+    cdef uint64_t _pos
+    cdef list _buf
+    cdef Py_ssize_t _i
+    cdef bint _follow
+    cdef int64_t _deadline_kind
+    cdef int64_t _timeout
+
+    @staticmethod
+    cdef _LogIterator _new(SegmentLog log, uint64_t pos, bint follow, int64_t kind, int64_t timeout)

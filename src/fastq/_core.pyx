@@ -8,3 +8,4 @@ cimport cython
 
 include "_core_ring.pxi"
 include "_core_crc.pxi"
+include "_core_log.pxi"

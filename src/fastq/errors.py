@@ -10,7 +10,16 @@ from __future__ import annotations
 import asyncio
 import queue
 
-__all__ = ("Closed", "Empty", "FastqError", "Full")
+__all__ = (
+    "Closed",
+    "CorruptLogError",
+    "Empty",
+    "FastqError",
+    "Full",
+    "LogFailedError",
+    "LogLockedError",
+    "OffsetOutOfRange",
+)
 
 
 class FastqError(Exception):
@@ -27,3 +36,32 @@ class Empty(FastqError, queue.Empty, asyncio.QueueEmpty):
 
 class Closed(FastqError):
     """The queue is closed: no more puts; gets raise this once the queue is drained."""
+
+
+class CorruptLogError(FastqError):
+    """A segment log holds damage before its recovery point (bit rot, a lost or altered file).
+
+    ``path``, ``position`` (byte offset in that file) and ``reason`` say where and what.
+    Opening with ``repair=True`` keeps every later valid record and reports what was dropped.
+    """
+
+    def __init__(self, path: str, position: int, reason: str) -> None:
+        super().__init__(f"{path}: byte {position}: {reason}")
+        self.path = path
+        self.position = position
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[CorruptLogError], tuple[str, int, str]]:
+        return (type(self), (self.path, self.position, self.reason))
+
+
+class LogLockedError(FastqError):
+    """Another SegmentLog (in this or another process) has the directory open for writing."""
+
+
+class LogFailedError(FastqError):
+    """A sync failed: the log refuses writes until it is reopened (nothing unsynced is acked)."""
+
+
+class OffsetOutOfRange(FastqError):
+    """An offset outside the log's range (before ``start_offset`` or after ``end_offset``)."""
