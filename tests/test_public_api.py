@@ -15,7 +15,20 @@ import pytest
 
 import fastq
 
-EXPECTED_ALL = ("Closed", "Empty", "FastqError", "Full", "RingBuffer", "__version__")
+EXPECTED_ALL = (
+    "Closed",
+    "CorruptLogError",
+    "Empty",
+    "FastqError",
+    "Full",
+    "LogFailedError",
+    "LogLockedError",
+    "OffsetOutOfRange",
+    "Record",
+    "RingBuffer",
+    "SegmentLog",
+    "__version__",
+)
 
 # Sub-package -> layer. Top-level modules (errors, stats, _core, ...) are layer 0.
 LAYERS: dict[str, int] = {"backends": 1, "semantics": 2, "pipeline": 3, "ops": 4}
@@ -66,7 +79,16 @@ def test_version_is_a_pep440_string() -> None:
 def test_exported_exceptions_derive_from_fastq_error() -> None:
     exported = [getattr(fastq, n) for n in fastq.__all__]
     errors = [e for e in exported if isinstance(e, type) and issubclass(e, BaseException)]
-    assert {e.__name__ for e in errors} == {"Closed", "Empty", "FastqError", "Full"}
+    assert {e.__name__ for e in errors} == {
+        "Closed",
+        "CorruptLogError",
+        "Empty",
+        "FastqError",
+        "Full",
+        "LogFailedError",
+        "LogLockedError",
+        "OffsetOutOfRange",
+    }
     for exc in errors:
         assert issubclass(exc, fastq.FastqError), exc
 

@@ -166,6 +166,7 @@ cdef extern from "fq_log.h" nogil:
     int fq_map_file(int fd, uint64_t length, int writable, unsigned char **out)
     void fq_unmap(unsigned char *m, uint64_t length)
     void fq_map_readonly(unsigned char *m, uint64_t length)
+    void fq_map_populate(unsigned char *m, uint64_t frm, uint64_t to)
     int fq_lock_file(int fd)
     int fq_pread_all(int fd, unsigned char *buf, uint64_t n, uint64_t at, uint64_t *got)
     int fq_file_size(int fd, uint64_t *size)
@@ -219,6 +220,7 @@ cdef class _Segment:
     cdef uint64_t visible_pos      # readers see records before this position ...
     cdef uint64_t visible_next     # ... and offsets before this one
     cdef uint64_t synced_pos       # durable up to here
+    cdef uint64_t populated        # pages before this are faulted in (writer)
     cdef bint meta_dirty           # checkpoint page written since the last sync
     cdef bint writable             # mapped read-write (the active segment of a writer)
     cdef int fd                    # open only while this is the writer's active segment

@@ -145,6 +145,33 @@ cdef void _close_fd(int fd) noexcept nogil:
     _c_close(fd)
 
 
+cdef enum:
+    _POPULATE_AHEAD = 4 << 20
+
+
+cdef void _populate(_Segment seg, uint64_t upto) noexcept:
+    # fault in pages ahead of the writer in big steps (see fq_map_populate)
+    cdef uint64_t frm = seg.populated, to = upto + _POPULATE_AHEAD
+    if to > seg.map_len:
+        to = seg.map_len
+    if frm < seg.end_pos:
+        frm = seg.end_pos
+    if to > frm:
+        with nogil:
+            fq_map_populate(seg.map, frm, to)
+    seg.populated = to
+
+
+cdef void _seal(_Segment seg) noexcept:
+    # no more writes: drop write access to the mapping and the fd
+    if seg.writable:
+        fq_map_readonly(seg.map, seg.map_len)
+        seg.writable = False
+    if seg.fd >= 0:
+        _close_fd(seg.fd)
+        seg.fd = -1
+
+
 cdef _Segment _open_segment(object path, uint64_t name_base, bint active_writer, bint readonly):
     """Open and map an existing segment (header validated; records are scanned by the caller)."""
     cdef _Segment seg = _Segment.__new__(_Segment)
@@ -442,7 +469,9 @@ cdef class SegmentLog:
                                   f"before this one was deleted or renamed); open with "
                                   f"repair=True to accept the gap")
                 self._repaired.append((expected, base, "missing segment"))
-                segs.append(self._create_segment(expected, FQ_SEG_MIN_BYTES, base - expected))
+                gap = self._create_segment(expected, FQ_SEG_MIN_BYTES, base - expected)
+                _seal(gap)
+                segs.append(gap)
             seg = _open_segment(path, base, last and not self._readonly, self._readonly)
             have_ck = False
             if last and seg.map_len >= FQ_SEG_DATA_AT:
@@ -511,16 +540,15 @@ cdef class SegmentLog:
             seg.visible_next = expected
             if last:
                 tail_end = fq_last_nonzero(seg.map, seg.end_pos, seg.map_len)
-                if tail_end > seg.end_pos:
+                if tail_end > seg.end_pos and not self._readonly:
                     # a torn or garbage tail past the recovery point: the expected crash result
                     self._truncations.append((path, seg.end_pos, tail_end - seg.end_pos))
                     self._bytes_truncated += tail_end - seg.end_pos
-                    if not self._readonly:
-                        _logger.warning(
-                            "%s: truncated %d bytes of torn or unfinished records after "
-                            "offset %d (byte %d)", path, tail_end - seg.end_pos, expected,
-                            seg.end_pos)
-                        memset(seg.map + seg.end_pos, 0, tail_end - seg.end_pos)
+                    _logger.warning(
+                        "%s: truncated %d bytes of torn or unfinished records after "
+                        "offset %d (byte %d)", path, tail_end - seg.end_pos, expected,
+                        seg.end_pos)
+                    memset(seg.map + seg.end_pos, 0, tail_end - seg.end_pos)
                 if self._readonly:
                     hp = fq_hint_pos(seg.meta()) & ~FQ_HINT_SEALED if seg.map_len >= FQ_SEG_DATA_AT else 0
                     if hp < seg.visible_pos and hp >= FQ_SEG_DATA_AT:
@@ -792,6 +820,8 @@ cdef class SegmentLog:
                     self._roll(size)
                     seg = self._active
                 off = seg.next
+                if seg.end_pos + size > seg.populated:
+                    _populate(seg, seg.end_pos + size)
                 fq_rec_write(seg.map + seg.end_pos, off, ts, kp,
                              FQ_NO_KEY if kl < 0 else <uint32_t>kl, vp, <uint32_t>vl, FQ_REC_DATA)
                 if fq_index_note(&seg.ix, off, seg.end_pos, ts, 1):
@@ -872,6 +902,8 @@ cdef class SegmentLog:
                         seg = self._active
                     pos = seg.end_pos
                     nxt = seg.next
+                    if pos + total > seg.populated:
+                        _populate(seg, pos + total)
                     if total >= 65536:
                         with nogil:
                             wrote = fq_seg_write_batch(
@@ -1076,7 +1108,7 @@ cdef class SegmentLog:
 
     cdef list _read(self, uint64_t offset, Py_ssize_t max_records, uint64_t max_bytes):
         cdef list out = []
-        cdef uint64_t want = offset, pos = 0, exp = 0, limit = 0, size, start, end
+        cdef uint64_t want = offset, pos = 0, exp = 0, limit = 0, size, start, end, seg_next = 0
         cdef _Segment seg
         cdef fq_rec rec
         cdef int rc
@@ -1097,6 +1129,7 @@ cdef class SegmentLog:
                 if self._active is None or want >= self._visible_next():
                     break
                 seg = self._locate(want, &pos, &exp, &limit)
+                seg_next = seg.visible_next
             while pos < limit:
                 rc = fq_rec_check(seg.map, pos, limit, exp, &rec)
                 if rc != FQ_REC_OK:
@@ -1116,7 +1149,7 @@ cdef class SegmentLog:
                     break
             if exp > want:
                 want = exp
-            if max_records and pos >= limit and want < seg.visible_next:
+            if max_records and pos >= limit and want < seg_next:
                 break                           # nothing more visible in the active segment
         return out
 
@@ -1359,8 +1392,9 @@ cdef class SegmentLog:
     # ---- retention -----------------------------------------------------------------------
 
     cdef bint _held(self, _Segment seg):
-        # references beyond the log's list and the caller's one: Records, views, iterators
-        return Py_REFCNT(seg) > 2
+        # references beyond the log's own (its list, the unsynced list) and the caller's one:
+        # Records, views, iterators
+        return Py_REFCNT(seg) > 2 + (seg in self._unsynced)
 
     cdef int _delete_oldest(self) except -1:
         cdef _Segment seg = <_Segment>self._segs[0]
