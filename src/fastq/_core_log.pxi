@@ -1539,15 +1539,20 @@ cdef class SegmentLog:
             if durable:
                 rc = fq_file_sync(fd)
                 if rc:
-                    raise _oserror(rc, tmp)
+                    self._fail_offsets(rc, tmp)
         finally:
             _os.close(fd)
         _os.replace(tmp, path)
         if durable:
             rc = _dir_sync(self._dir_b)
             if rc:
-                raise _oserror(rc, self._dir)
+                self._fail_offsets(rc, self._dir)
             self._barrier("offsets")
+
+    def _fail_offsets(self, int rc, path):
+        # a failed sync of the offsets file fails the log like a failed data sync
+        with self._lock:
+            self._fail(rc, path)
 
     def _sync_offsets(self):
         with self._offsets_lock:
