@@ -69,6 +69,13 @@ cdef int _dir_sync(bytes path):
     return rc
 
 
+cdef int _raise_forked() except -1:
+    # checked before taking the log's mutex: another thread of the parent may have held it at
+    # fork() time, and it would stay locked forever in the child
+    raise Closed("this SegmentLog was opened before fork(); open the log again in the child "
+                 "process")
+
+
 cdef object _oserror(int err, object path):
     return OSError(err, _os.strerror(err), path)
 
@@ -420,6 +427,8 @@ cdef class SegmentLog:
             self._recover()
             self._load_offsets()
             if not readonly:
+                if self._forked:
+                    _raise_forked()
                 with self._lock:
                     self._retention(fq_wall_ns())
         except BaseException:
@@ -813,6 +822,8 @@ cdef class SegmentLog:
                     f"record of {vl + (kl if kl > 0 else 0)} bytes (key + value) exceeds the "
                     f"maximum of {self._max_record} for segment_bytes={self._seg_bytes}")
             size = fq_rec_size(kl if kl > 0 else 0, vl)
+            if self._forked:
+                _raise_forked()
             with self._lock:
                 self._check_write()
                 seg = self._active
@@ -863,6 +874,8 @@ cdef class SegmentLog:
         if keys is not None and _batch_len(keys, "keys") != n:
             raise ValueError(f"keys has {_batch_len(keys, 'keys')} entries, values has {n}")
         if n == 0:
+            if self._forked:
+                _raise_forked()
             with self._lock:
                 self._check_write()
                 return self._active.next
@@ -891,6 +904,8 @@ cdef class SegmentLog:
                         f"values[{i}]: record of {vs[i].len + kl0} bytes (key + value) exceeds "
                         f"the maximum of {self._max_record} for segment_bytes={self._seg_bytes}")
                 total += fq_rec_size(kl0, <uint64_t>vs[i].len)
+            if self._forked:
+                _raise_forked()
             with self._lock:
                 self._check_write()
                 first = self._active.next
@@ -954,6 +969,8 @@ cdef class SegmentLog:
         while True:
             syncer = False
             pending = None
+            if self._forked:
+                _raise_forked()
             with self._lock:
                 if self._durable_next >= target and not self._unsynced:
                     return 0
@@ -999,6 +1016,8 @@ cdef class SegmentLog:
             if rc == 0 and to > frm:
                 with nogil:
                     rc = fq_map_sync(seg.map, frm, to, fd)
+            if self._forked:
+                _raise_forked()
             with self._lock:
                 self._syncing = False
                 if rc:
@@ -1026,6 +1045,8 @@ cdef class SegmentLog:
     def flush(self):
         """Make everything appended so far durable (msync/fsync), and the committed offsets."""
         cdef uint64_t target
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_write()
             target = self._active.next
@@ -1034,6 +1055,8 @@ cdef class SegmentLog:
 
     def _background_sync(self):
         cdef uint64_t target
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_write()
             target = self._active.next
@@ -1046,6 +1069,9 @@ cdef class SegmentLog:
         """Flush, unmap and release the directory lock. Idempotent."""
         cdef uint64_t target = 0
         cdef bint do_flush
+        if self._forked:                 # the child of a fork: nothing of this log is ours
+            self._closed = True
+            return
         with self._lock:
             if self._closed or self._forked:
                 self._closed = True
@@ -1063,6 +1089,8 @@ cdef class SegmentLog:
                 self._await_durable(target)
                 self._sync_offsets()
         finally:
+            if self._forked:
+                _raise_forked()
             with self._lock:
                 fq_parker_wake_all(self._appended)
                 fq_parker_wake_all(self._durable)
@@ -1112,6 +1140,8 @@ cdef class SegmentLog:
         cdef _Segment seg
         cdef fq_rec rec
         cdef int rc
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_open()
             if self._readonly:
@@ -1123,6 +1153,8 @@ cdef class SegmentLog:
                     f"offset {offset} is out of range: the log holds offsets {start}..{end} "
                     f"(end exclusive)")
         while max_records > 0:
+            if self._forked:
+                _raise_forked()
             with self._lock:
                 if self._closed and not out:
                     self._check_open()
@@ -1171,6 +1203,8 @@ cdef class SegmentLog:
                 raise ValueError(f"max_bytes must be >= 0, got {max_bytes!r}")
             mb = max_bytes if max_bytes < 0xFFFFFFFFFFFFFFFF else 0xFFFFFFFFFFFFFFFF
         if offset < 0 or offset > 0x7FFFFFFFFFFFFFFF:
+            if self._forked:
+                _raise_forked()
             with self._lock:
                 self._check_open()
                 start = (<_Segment>self._segs[0]).base if self._segs else 0
@@ -1204,6 +1238,8 @@ cdef class SegmentLog:
             if rc == FQ_INTR:
                 PyErr_CheckSignals()
             elif rc == FQ_TIMEOUT and deadline != FQ_NO_DEADLINE and fq_now_ns() >= deadline:
+                if self._forked:
+                    _raise_forked()
                 with self._lock:
                     if self._readonly and not self._closed:
                         self._refresh()
@@ -1230,6 +1266,8 @@ cdef class SegmentLog:
                                  FQ_NO_DEADLINE if timeout is None else 0, t)
 
     def _start_arg(self, start, bint at_end):
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_open()
             if self._readonly:
@@ -1259,6 +1297,8 @@ cdef class SegmentLog:
         if timestamp < INT64_MIN:
             timestamp = INT64_MIN
         ts = timestamp
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_open()
             if self._readonly:
@@ -1344,6 +1384,8 @@ cdef class SegmentLog:
     @property
     def start_offset(self):
         """The first offset still held (the base offset of the oldest segment)."""
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_open()
             if self._readonly:
@@ -1353,6 +1395,8 @@ cdef class SegmentLog:
     @property
     def end_offset(self):
         """The offset the next record will get (in sync="always": the durable end)."""
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_open()
             if self._readonly:
@@ -1364,6 +1408,8 @@ cdef class SegmentLog:
         """Bytes of segment headers and records held (not counting preallocated space)."""
         cdef _Segment seg
         cdef uint64_t total = 0
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_open()
             for seg in self._segs:
@@ -1373,6 +1419,8 @@ cdef class SegmentLog:
     @property
     def segments(self):
         """The number of segment files."""
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_open()
             return len(self._segs)
@@ -1441,6 +1489,8 @@ cdef class SegmentLog:
         """Run retention now (it also runs at every roll); `now` in ns overrides the clock.
         Returns the number of segments removed."""
         cdef uint64_t before
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_write()
             before = self._segments_removed
@@ -1452,6 +1502,8 @@ cdef class SegmentLog:
         never one a Record or iterator still holds). Returns the new start_offset."""
         if isinstance(offset, bool) or not isinstance(offset, int):
             raise TypeError(f"offset must be an int, got {type(offset).__name__}")
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_write()
             end = self._visible_next()
@@ -1479,6 +1531,8 @@ cdef class SegmentLog:
             raise TypeError(f"offset must be an int, got {type(offset).__name__}")
         if not isinstance(force, bool):
             raise TypeError(f"force must be a bool, got {type(force).__name__}")
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_write()
             end = self._visible_next()
@@ -1503,6 +1557,8 @@ cdef class SegmentLog:
         """The offset committed for `group`, or None."""
         if not isinstance(group, str):
             raise TypeError(f"group must be a str, got {type(group).__name__}")
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_open()
         if self._readonly:
@@ -1511,6 +1567,8 @@ cdef class SegmentLog:
 
     def groups(self):
         """Every committed group and its offset."""
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._check_open()
         if self._readonly:
@@ -1551,6 +1609,8 @@ cdef class SegmentLog:
 
     def _fail_offsets(self, int rc, path):
         # a failed sync of the offsets file fails the log like a failed data sync
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._fail(rc, path)
 
@@ -1596,6 +1656,8 @@ cdef class SegmentLog:
         """Counters and state, cheap to call (no I/O). See docs/log.md for each key."""
         cdef _Segment seg
         cdef uint64_t size = 0
+        if self._forked:
+            _raise_forked()
         with self._lock:
             for seg in self._segs:
                 size += seg.end_pos
@@ -1635,6 +1697,8 @@ cdef class SegmentLog:
 
     def _inject_sync_error(self, int err, int after=0):
         """Make the sync after `after` more successful ones fail with errno `err`."""
+        if self._forked:
+            _raise_forked()
         with self._lock:
             self._fail_errno = err
             self._fail_after = after
