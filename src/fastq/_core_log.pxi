@@ -698,6 +698,8 @@ cdef class SegmentLog:
     # ---- state checks --------------------------------------------------------------------
 
     cdef int _check_open(self) except -1:
+        if self._dir is None:
+            raise Closed("this SegmentLog was never opened (SegmentLog.__init__ did not run)")
         if self._forked:
             raise Closed("this SegmentLog was opened before fork(); open the log again in the "
                          "child process")
@@ -1181,6 +1183,8 @@ cdef class SegmentLog:
                     break
             if exp > want:
                 want = exp
+            elif pos >= limit:
+                break                           # no progress: nothing more to read here
             if max_records and pos >= limit and want < seg_next:
                 break                           # nothing more visible in the active segment
         return out
@@ -1293,7 +1297,7 @@ cdef class SegmentLog:
         if isinstance(timestamp, bool) or not isinstance(timestamp, int):
             raise TypeError(f"timestamp must be an int (ns), got {type(timestamp).__name__}")
         if timestamp > INT64_MAX:
-            timestamp = INT64_MAX
+            return self.end_offset          # later than any timestamp a record can hold
         if timestamp < INT64_MIN:
             timestamp = INT64_MIN
         ts = timestamp
@@ -1357,6 +1361,10 @@ cdef class SegmentLog:
         for base, path in self._list_segments():
             if base < after or (self._segs and base < (<_Segment>self._segs[-1]).next):
                 continue
+            if self._segs and base > (<_Segment>self._segs[-1]).next:
+                # the writer's retention removed segments we never saw: everything we hold
+                # is older than a hole, so start over from this segment
+                self._segs = []
             try:
                 seg = _open_segment(path, base, False, True)
             except FileNotFoundError:
@@ -1476,7 +1484,9 @@ cdef class SegmentLog:
                 seg = None
                 self._delete_oldest()
         if self._retention_seconds is not None:
-            cutoff = now_ns - <int64_t>(self._retention_seconds * 1e9)
+            r = self._retention_seconds * 1e9
+            c = now_ns - int(r) if r < 1e19 else INT64_MIN     # Python ints: no overflow
+            cutoff = INT64_MIN if c < INT64_MIN else (INT64_MAX if c > INT64_MAX else c)
             while len(self._segs) > 1:
                 seg = <_Segment>self._segs[0]
                 if seg.ix.max_ts >= cutoff or self._held(seg):
@@ -1637,6 +1647,9 @@ cdef class SegmentLog:
                 offsets = {}
             else:
                 raise CorruptLogError(path, pos, reason) from None
+        if self._readonly:
+            self._offsets = offsets         # the writer clamps; a reader only reports
+            return
         end = self._visible_next()
         clamped = False
         for name, off in list(offsets.items()):
