@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import GenericAlias, TracebackType
 from typing import Any, Generic, Literal, TypeVar, final
 
-from typing_extensions import Self
+from typing_extensions import Buffer, Self
 
 _T = TypeVar("_T")
 
@@ -47,7 +47,7 @@ class RingBuffer(Generic[_T]):
     async def aget(self) -> _T: ...
     async def aget_many(self, max_items: int) -> list[_T]: ...
 
-_Bytes = bytes | bytearray | memoryview
+_Bytes = Buffer
 
 @final
 class Record:

@@ -250,6 +250,7 @@ cdef class Record:
     @property
     def key(self):
         """The key as bytes, or None when the record has none."""
+        _check_record(self)
         if self._key_len == FQ_NO_KEY:
             return None
         return PyBytes_FromStringAndSize(<char *>self._seg.map + self._key_at, self._key_len)
@@ -257,6 +258,7 @@ cdef class Record:
     @property
     def value(self):
         """The value as bytes (a copy)."""
+        _check_record(self)
         return PyBytes_FromStringAndSize(<char *>self._seg.map + self._value_at, self._value_len)
 
     @property
@@ -268,6 +270,7 @@ cdef class Record:
         return self._value_len
 
     def __getbuffer__(self, Py_buffer *view, int flags):
+        _check_record(self)
         PyBuffer_FillInfo(view, self, <void *>(self._seg.map + self._value_at),
                           self._value_len, 1, flags)
 
@@ -289,6 +292,12 @@ cdef class Record:
         shown = repr(v[:32]) + ("..." if len(v) > 32 else "")
         return (f"Record(offset={self.offset}, timestamp={self.timestamp}, key={self.key!r}, "
                 f"value={shown})")
+
+
+cdef inline int _check_record(Record r) except -1:
+    if r._seg is None:                # Record.__new__(Record): no segment behind it
+        raise ValueError("this Record was not produced by a SegmentLog")
+    return 0
 
 
 cdef inline Record _make_record(_Segment seg, fq_rec *rec):
@@ -688,9 +697,9 @@ cdef class SegmentLog:
             self._lock_fd = -1
 
     def _mark_forked(self):
+        # runs in the child right after fork(): touch no lock (another parent thread may have
+        # held it); the parent's interval thread does not exist here
         self._forked = True
-        if self._stop is not None:
-            self._stop.set()
         if self._lock_fd >= 0:
             _close_fd(self._lock_fd)
             self._lock_fd = -1
@@ -1867,7 +1876,13 @@ cdef class _LogIterator:
         while True:
             if self._follow and (self._log._closed or self._log._forked):
                 raise StopIteration
-            self._buf = self._log._read(self._pos, 1000, 0xFFFFFFFFFFFFFFFF)
+            if self._follow:
+                try:
+                    self._buf = self._log._read(self._pos, 1000, 0xFFFFFFFFFFFFFFFF)
+                except Closed:
+                    raise StopIteration from None    # closed by another thread meanwhile
+            else:
+                self._buf = self._log._read(self._pos, 1000, 0xFFFFFFFFFFFFFFFF)
             self._i = 0
             if self._buf:
                 r = <Record>self._buf[-1]
