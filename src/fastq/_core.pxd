@@ -153,7 +153,7 @@ cdef extern from "fq_log.h" nogil:
     int fq_seg_scan(const unsigned char *seg, uint64_t pos, uint64_t limit, uint64_t expected,
                     fq_index *ix, fq_scan *out)
     uint64_t fq_seg_resync(const unsigned char *seg, uint64_t pos, uint64_t limit, uint64_t after,
-                           uint64_t *found_offset)
+                           uint64_t before, uint64_t *found_offset)
     void fq_gap_write(unsigned char *r, uint64_t offset, uint64_t count, uint64_t span)
     uint64_t fq_pad_target(uint64_t end, uint64_t seg_bytes)
     uint64_t fq_last_nonzero(const unsigned char *m, uint64_t frm, uint64_t to)
@@ -214,6 +214,7 @@ cdef class _Segment:
     cdef unsigned char *map
     cdef uint64_t map_len          # bytes mapped
     cdef uint64_t seg_bytes        # declared size (header)
+    cdef uint64_t file_size        # size found on disk when opened
     cdef uint64_t base             # base offset
     cdef uint64_t end_pos          # where valid records end (writer: the append position)
     cdef uint64_t next             # offset after the last record

@@ -207,6 +207,7 @@ cdef _Segment _open_segment(object path, uint64_t name_base, bint active_writer,
         seg.base = base
         seg.next = base
         seg.seg_bytes = seg_bytes
+        seg.file_size = size
         if active_writer:
             if size < seg_bytes:            # the tail of the file is missing: put zeros back
                 rc = fq_file_preallocate(fd, seg_bytes)
@@ -498,6 +499,15 @@ cdef class SegmentLog:
                     have_ck = False
                 if have_ck:
                     self._ckpt_seq = ck_seq
+            if last and not have_ck and seg.file_size < seg.seg_bytes:
+                # segments are preallocated before they get their name, so a short active
+                # segment was cut after the fact; without a checkpoint to say what it held,
+                # records may be gone without a trace
+                reason = (f"segment file is {seg.file_size} bytes, shorter than the "
+                          f"{seg.seg_bytes} its header declares, and has no valid checkpoint")
+                if not self._repair:
+                    raise CorruptLogError(path, seg.file_size, reason)
+                self._repaired.append((None, None, f"{path}: {reason}; kept the valid prefix"))
             # scan from the first record, repairing or refusing damage before the recovery point
             seg.end_pos = FQ_SEG_DATA_AT
             expected = base
@@ -528,6 +538,7 @@ cdef class SegmentLog:
                 q = FQ_SEG_DATA_AT
                 found = 0
                 q = fq_seg_resync(seg.map, sc.pos, seg.map_len, expected - 1 if expected else 0,
+                                  <uint64_t>nb if not last else 0xFFFFFFFFFFFFFFFF,
                                   &found) if sc.pos + FQ_REC_HEADER <= seg.map_len else seg.map_len
                 if expected == 0 and q < seg.map_len and found == 0:
                     q = seg.map_len                 # offset 0 cannot come after a damaged 0
@@ -1654,6 +1665,7 @@ cdef class SegmentLog:
             if self._repair:
                 self._repaired.append((None, None, f"{path}: byte {pos}: {reason}; offsets reset"))
                 offsets = {}
+                self._write_offsets(offsets, self._sync != _SYNC_NONE)
             else:
                 raise CorruptLogError(path, pos, reason) from None
         if self._readonly:
@@ -1841,7 +1853,10 @@ def _parse_offsets(bytes data):
         (n,) = _struct.unpack_from("<H", data, pos)
         if pos + 2 + n + 8 > len(data) - 4:
             raise ValueError(pos, "offsets entry runs past the end")
-        name = data[pos + 2:pos + 2 + n].decode("utf-8", "surrogatepass")
+        try:
+            name = data[pos + 2:pos + 2 + n].decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            raise ValueError(pos + 2, "group name is not UTF-8") from None
         (off,) = _struct.unpack_from("<Q", data, pos + 2 + n)
         out[name] = off
         pos += 2 + n + 8

@@ -312,14 +312,14 @@ static int fq_seg_scan(const unsigned char *seg, uint64_t pos, uint64_t limit, u
 }
 
 /* For repair: the first 8-aligned position in (pos, limit) holding a record that validates
- * with an offset greater than `after`. Returns limit when there is none. */
+ * with an offset in (after, before). Returns limit when there is none. */
 static uint64_t fq_seg_resync(const unsigned char *seg, uint64_t pos, uint64_t limit,
-                              uint64_t after, uint64_t *found_offset) {
+                              uint64_t after, uint64_t before, uint64_t *found_offset) {
     fq_rec rec;
     for (pos = (pos + 8) & ~(uint64_t)7; pos + FQ_REC_HEADER <= limit; pos += 8) {
         if (fq_ld16(seg + pos + 28) != FQ_REC_MAGIC) continue;
         uint64_t off = fq_ld64(seg + pos + 8);
-        if (off <= after) continue;
+        if (off <= after || off >= before) continue;
         if (fq_rec_check(seg, pos, limit, off, &rec) == FQ_REC_OK) { *found_offset = off; return pos; }
     }
     return limit;
