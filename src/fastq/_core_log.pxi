@@ -582,8 +582,6 @@ cdef class SegmentLog:
                     hp = fq_hint_pos(seg.meta()) & ~FQ_HINT_SEALED if seg.map_len >= FQ_SEG_DATA_AT else 0
                     if hp < seg.visible_pos and hp >= FQ_SEG_DATA_AT:
                         self._trim_visible(seg, hp)
-                else:
-                    seg.synced_pos = seg.end_pos
             else:
                 if seg.writable:
                     fq_map_readonly(seg.map, seg.map_len)
@@ -601,18 +599,36 @@ cdef class SegmentLog:
         self._segs = segs
         self._active = segs[-1]
         self._durable_next = self._active.next
-        if not self._readonly:
-            seg = self._active
-            if self._truncations or self._repaired:
-                # make the recovered state the new recovery point at once
-                self._ckpt_seq += 1
-                fq_ckpt_write(seg.meta(), self._ckpt_seq, seg.end_pos, seg.next)
-                self._ckpt_seq += 1
-                fq_ckpt_write(seg.meta(), self._ckpt_seq, seg.end_pos, seg.next)
-                rc = fq_map_sync(seg.map, FQ_SEG_META_AT, seg.map_len, seg.fd)
+        if self._readonly:
+            return
+        seg = self._active
+        if not found_list or (have_ck and ck_pos == seg.end_pos and ck_next == seg.next
+                              and not self._truncations and not self._repaired):
+            seg.synced_pos = seg.end_pos        # closed cleanly: the checkpoint covers it all
+        elif self._sync == _SYNC_NONE:
+            # a crash left records that may never have been synced: the next flush() or
+            # close() covers all of them (this mode promises nothing for power loss before)
+            seg.synced_pos = FQ_SEG_DATA_AT
+            seg.meta_dirty = True
+            self._durable_next = ck_next if have_ck else (<_Segment>segs[0]).base
+            self._unsynced = list(segs[:-1])
+        else:
+            # make everything recovered durable before anything new is acknowledged on top
+            # of it (and before readers in sync="always" may see it)
+            for s in segs[:-1]:
+                rc = fq_map_sync((<_Segment>s).map, FQ_SEG_META_AT, (<_Segment>s).end_pos, -1)
                 if rc:
-                    raise _oserror(rc, seg.path)
-            fq_hint_store(seg.meta(), seg.end_pos, seg.next)
+                    raise _oserror(rc, (<_Segment>s).path)
+            self._ckpt_seq += 1
+            fq_ckpt_write(seg.meta(), self._ckpt_seq, seg.end_pos, seg.next)
+            self._ckpt_seq += 1
+            fq_ckpt_write(seg.meta(), self._ckpt_seq, seg.end_pos, seg.next)
+            rc = fq_map_sync(seg.map, FQ_SEG_META_AT, seg.end_pos, seg.fd)
+            if rc:
+                raise _oserror(rc, seg.path)
+            seg.synced_pos = seg.end_pos
+            self._fsyncs += 1
+        fq_hint_store(seg.meta(), seg.end_pos, seg.next)
 
     def _trim_visible(self, _Segment seg, uint64_t hp):
         # readonly: show only records before the writer's published position
@@ -646,6 +662,13 @@ cdef class SegmentLog:
         """Create, preallocate, map and publish a new segment (tmp + fsync + rename + dir fsync).
 
         ``gap > 0`` makes a gap segment (repair): one gap record dropping that many offsets."""
+        seg = self._prepare_segment(base, seg_bytes, gap)
+        self._publish_segment(seg)
+        return seg
+
+    def _prepare_segment(self, uint64_t base, uint64_t seg_bytes, uint64_t gap):
+        """Everything that can run out of space, under the temporary name: preallocate, map,
+        write and sync the header. Nothing a reader or recovery looks at changes yet."""
         cdef _Segment seg = _Segment.__new__(_Segment)
         cdef int rc, fd
         cdef unsigned char *m = NULL
@@ -665,6 +688,7 @@ cdef class SegmentLog:
             seg.map = m
             seg.map_len = seg_bytes
             seg.seg_bytes = seg_bytes
+            seg.file_size = seg_bytes
             seg.base = base
             seg.next = base
             seg.end_pos = FQ_SEG_DATA_AT
@@ -679,14 +703,12 @@ cdef class SegmentLog:
             seg.visible_pos = seg.end_pos
             seg.visible_next = seg.next
             seg.synced_pos = seg.end_pos
-            with nogil:
-                rc = fq_map_sync(m, 0, seg.end_pos, fd)
+            rc = self._injected_failure()
+            if rc == 0:
+                with nogil:
+                    rc = fq_map_sync(m, 0, seg.end_pos, fd)
             if rc:
-                raise _oserror(rc, tmp)
-            _os.rename(tmp, path)
-            rc = _dir_sync(self._dir_b)
-            if rc:
-                raise _oserror(rc, self._dir)
+                self._fail(rc, tmp)             # an I/O error: the device is failing
         except BaseException:
             if seg.map == NULL and m != NULL:
                 fq_unmap(m, seg_bytes)
@@ -697,8 +719,40 @@ cdef class SegmentLog:
             except OSError:
                 pass
             raise
-        self._barrier("create")
         return seg
+
+    def _discard_segment(self, _Segment seg):
+        # a prepared segment that will not be used: remove its temporary file
+        try:
+            _os.unlink(seg.path + ".tmp")
+        except OSError:
+            pass
+        _seal(seg)
+
+    def _publish_segment(self, _Segment seg):
+        """Give a prepared segment its name: rename + directory fsync."""
+        cdef int rc
+        tmp = seg.path + ".tmp"
+        try:
+            _os.rename(tmp, seg.path)
+        except BaseException:
+            self._discard_segment(seg)
+            raise
+        rc = _dir_sync(self._dir_b)
+        if rc == 0:
+            self._barrier("create")
+            return
+        # the name may or may not be durable: take it back, so appends can go on in the
+        # previous segment without ever overlapping this one
+        try:
+            _os.unlink(seg.path)
+            unlinked = True
+        except OSError:
+            unlinked = False
+        _seal(seg)
+        if unlinked and rc in (_errno.EMFILE, _errno.ENFILE, _errno.ENOMEM):
+            raise _oserror(rc, self._dir)      # out of descriptors: nothing changed
+        self._fail(rc, self._dir)
 
     def _release_all(self):
         self._segs = []
@@ -733,8 +787,9 @@ cdef class SegmentLog:
             raise PermissionError(_errno.EACCES, "the log is open readonly", self._dir)
         if self._failed is not None:
             raise LogFailedError(
-                f"{self._dir}: the log failed an earlier sync and refuses writes until it is "
-                f"reopened ({self._failed})")
+                self._failed.errno,
+                f"the log failed an earlier sync and refuses writes until it is reopened "
+                f"({self._failed})", self._dir)
         return 0
 
     cdef uint64_t _visible_next(self):
@@ -757,8 +812,9 @@ cdef class SegmentLog:
         fq_parker_wake_all(self._appended)
         return 0
 
-    cdef int _roll(self, uint64_t need) except -1:
-        # the active segment has no room for `need` bytes: seal it and start the next one
+    cdef int _roll(self, _Segment seg) except -1:
+        # the active segment is full: seal it and continue in `seg` (prepared by the caller
+        # under its temporary name) or in a new segment
         cdef _Segment old = self._active
         cdef int rc
         cdef uint64_t frm
@@ -776,7 +832,9 @@ cdef class SegmentLog:
                 self._durable_next = old.next
             old.synced_pos = old.end_pos
             self._barrier("sync")
-        seg = self._create_segment(old.next, self._seg_bytes, 0)
+        if seg is None:
+            seg = self._prepare_segment(old.next, self._seg_bytes, 0)
+        self._publish_segment(seg)
         if self._sync != _SYNC_ALWAYS and old.end_pos > old.synced_pos:
             self._unsynced.append(old)          # the next flush (or interval tick) syncs it
         old.visible_pos = old.end_pos
@@ -807,8 +865,8 @@ cdef class SegmentLog:
         fq_parker_wake_all(self._durable)
         _logger.error("%s: sync failed (%s); the log refuses writes until reopened", path, exc)
         raise LogFailedError(
-            f"{path}: sync failed ({exc}); nothing after the last successful sync is "
-            f"acknowledged and the log refuses writes until it is reopened") from exc
+            err, f"sync failed ({_os.strerror(err)}); nothing after the last successful sync is "
+                 f"acknowledged and the log refuses writes until it is reopened", path) from exc
 
     def append(self, value, *, key=None, timestamp=None):
         """Append one record; returns its offset."""
@@ -850,7 +908,7 @@ cdef class SegmentLog:
                 self._check_write()
                 seg = self._active
                 if size > seg.seg_bytes - seg.end_pos or not seg.writable:
-                    self._roll(size)
+                    self._roll(None)
                     seg = self._active
                 off = seg.next
                 if seg.end_pos + size > seg.populated:
@@ -892,6 +950,12 @@ cdef class SegmentLog:
         cdef uint64_t total = 0, kl0, first = 0, wrote, pos, nxt = 0
         cdef int oom = 0
         cdef _Segment seg
+        cdef uint64_t r_pos, r_next, r_count
+        cdef size_t r_ixn
+        cdef int64_t r_maxts
+        cdef bint rolled
+        cdef Py_ssize_t j, k
+        cdef list prepared
         n = _batch_len(values, "values")
         if keys is not None and _batch_len(keys, "keys") != n:
             raise ValueError(f"keys has {_batch_len(keys, 'keys')} entries, values has {n}")
@@ -931,33 +995,62 @@ cdef class SegmentLog:
             with self._lock:
                 self._check_write()
                 first = self._active.next
+                prepared = _prepare_batch_segments(self, vs, ks, n)
+                seg = self._active
+                # what to restore if the batch fails before any segment was sealed
+                r_pos = seg.end_pos
+                r_next = seg.next
+                r_ixn = seg.ix.n
+                r_maxts = seg.ix.max_ts
+                r_count = seg.ix.count
+                rolled = False
                 i = 0
-                while True:
-                    seg = self._active
-                    if not seg.writable:
-                        self._roll(0)
+                j = 0
+                try:
+                    while True:
                         seg = self._active
-                    pos = seg.end_pos
-                    nxt = seg.next
-                    if pos + total > seg.populated:
-                        _populate(seg, pos + total)
-                    if total >= 65536:
-                        with nogil:
+                        if not seg.writable:
+                            self._roll(prepared[j])
+                            j += 1
+                            rolled = True
+                            seg = self._active
+                        pos = seg.end_pos
+                        nxt = seg.next
+                        if pos + total > seg.populated:
+                            _populate(seg, pos + total)
+                        if total >= 65536:
+                            with nogil:
+                                wrote = fq_seg_write_batch(
+                                    seg.map, &pos, seg.seg_bytes, &nxt, &seg.ix, vs + i,
+                                    ks + i if ks != NULL else NULL,
+                                    tss + i if tss != NULL else NULL,
+                                    ts_default, <uint64_t>(n - i), &oom)
+                        else:
                             wrote = fq_seg_write_batch(
                                 seg.map, &pos, seg.seg_bytes, &nxt, &seg.ix, vs + i,
-                                ks + i if ks != NULL else NULL, tss + i if tss != NULL else NULL,
+                                ks + i if ks != NULL else NULL,
+                                tss + i if tss != NULL else NULL,
                                 ts_default, <uint64_t>(n - i), &oom)
-                    else:
-                        wrote = fq_seg_write_batch(
-                            seg.map, &pos, seg.seg_bytes, &nxt, &seg.ix, vs + i,
-                            ks + i if ks != NULL else NULL, tss + i if tss != NULL else NULL,
-                            ts_default, <uint64_t>(n - i), &oom)
-                    seg.end_pos = pos
-                    seg.next = nxt
-                    i += <Py_ssize_t>wrote
-                    if oom or i >= n:
-                        break
-                    self._roll(0)
+                        seg.end_pos = pos
+                        seg.next = nxt
+                        i += <Py_ssize_t>wrote
+                        if oom or i >= n:
+                            break
+                        self._roll(prepared[j])
+                        j += 1
+                        rolled = True
+                except BaseException:
+                    if not rolled and seg is self._active and seg.writable:
+                        # nothing was sealed: take the partial batch back out
+                        memset(seg.map + r_pos, 0, seg.end_pos - r_pos)
+                        seg.end_pos = r_pos
+                        seg.next = r_next
+                        seg.ix.n = r_ixn
+                        seg.ix.max_ts = r_maxts
+                        seg.ix.count = r_count
+                    for k in range(j, len(prepared)):
+                        self._discard_segment(prepared[k])
+                    raise
                 self._appends += <uint64_t>i
                 self._bytes_appended += total
                 if self._sync != _SYNC_ALWAYS:
@@ -998,8 +1091,9 @@ cdef class SegmentLog:
                     return 0
                 if self._failed is not None:
                     raise LogFailedError(
-                        f"{self._dir}: the log failed a sync ({self._failed}); this write is "
-                        f"not acknowledged and the log refuses writes until it is reopened")
+                        self._failed.errno,
+                        f"the log failed a sync ({self._failed}); this write is not "
+                        f"acknowledged and the log refuses writes until it is reopened", self._dir)
                 if not self._syncing:
                     self._syncing = True
                     syncer = True
@@ -1579,9 +1673,13 @@ cdef class SegmentLog:
                 return
             new = dict(self._offsets)
             new[group] = offset
-            self._write_offsets(new, self._sync == _SYNC_ALWAYS)
+            # "always": file and directory synced now; "interval": the file's content is synced
+            # before the rename (so a power loss leaves the old or the new file, never an
+            # empty one) and the directory at the next tick; "none": rename only
+            self._write_offsets(new, 2 if self._sync == _SYNC_ALWAYS else
+                                (1 if self._sync == _SYNC_INTERVAL else 0))
             self._offsets = new
-            self._offsets_dirty = self._sync == _SYNC_INTERVAL
+            self._offsets_dirty = self._sync != _SYNC_ALWAYS
 
     def committed(self, group):
         """The offset committed for `group`, or None."""
@@ -1608,7 +1706,8 @@ cdef class SegmentLog:
     def _offsets_path(self):
         return _os.path.join(self._dir, "offsets")
 
-    def _write_offsets(self, offsets, bint durable):
+    def _write_offsets(self, offsets, int level):
+        # level 0: write + rename; 1: also sync the file before the rename; 2: also the directory
         parts = [_OFFSETS_MAGIC, _struct.pack("<II", _OFFSETS_VERSION, len(offsets))]
         for name, off in sorted(offsets.items()):
             raw = name.encode("utf-8", "surrogatepass")
@@ -1624,14 +1723,21 @@ cdef class SegmentLog:
             view = memoryview(data)
             while view:
                 view = view[_os.write(fd, view):]
-            if durable:
+            if level >= 1:
                 rc = fq_file_sync(fd)
                 if rc:
                     self._fail_offsets(rc, tmp)
-        finally:
+                self._barrier("offsets-content")   # this content is durable (not yet named)
+        except BaseException:
             _os.close(fd)
+            try:
+                _os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        _os.close(fd)
         _os.replace(tmp, path)
-        if durable:
+        if level >= 2:
             rc = _dir_sync(self._dir_b)
             if rc:
                 self._fail_offsets(rc, self._dir)
@@ -1645,9 +1751,16 @@ cdef class SegmentLog:
             self._fail(rc, path)
 
     def _sync_offsets(self):
+        cdef int rc
         with self._offsets_lock:
             if self._offsets_dirty:
-                self._write_offsets(self._offsets, True)
+                if self._sync == _SYNC_INTERVAL:
+                    rc = _dir_sync(self._dir_b)     # the content was synced at commit
+                    if rc:
+                        self._fail_offsets(rc, self._dir)
+                    self._barrier("offsets")
+                else:
+                    self._write_offsets(self._offsets, 2)
                 self._offsets_dirty = False
 
     def _load_offsets(self):
@@ -1665,7 +1778,7 @@ cdef class SegmentLog:
             if self._repair:
                 self._repaired.append((None, None, f"{path}: byte {pos}: {reason}; offsets reset"))
                 offsets = {}
-                self._write_offsets(offsets, self._sync != _SYNC_NONE)
+                self._write_offsets(offsets, 2 if self._sync != _SYNC_NONE else 0)
             else:
                 raise CorruptLogError(path, pos, reason) from None
         if self._readonly:
@@ -1682,7 +1795,7 @@ cdef class SegmentLog:
                 clamped = True
         self._offsets = offsets
         if clamped and not self._readonly:
-            self._write_offsets(offsets, self._sync != _SYNC_NONE)
+            self._write_offsets(offsets, 2 if self._sync != _SYNC_NONE else 0)
 
     # ---- introspection -------------------------------------------------------------------
 
@@ -1726,7 +1839,8 @@ cdef class SegmentLog:
 
     def _set_barrier_hook(self, hook):
         """Call hook(kind) after every durability barrier ("create", "sync", "offsets",
-        "retention"): the power-loss simulator snapshots the files there."""
+        "retention"; "offsets-content" when offsets.tmp is synced but not yet renamed): the
+        power-loss simulator snapshots the files there."""
         self._hook = hook
 
     def _inject_sync_error(self, int err, int after=0):
@@ -1743,6 +1857,37 @@ cdef class SegmentLog:
 
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+cdef list _prepare_batch_segments(SegmentLog log, fq_span *vs, fq_span *ks, Py_ssize_t n):
+    """Plan where a batch lands and prepare (under temporary names) every segment it will roll
+    into, so running out of space fails the batch before any record is written."""
+    cdef _Segment seg = log._active
+    cdef uint64_t pos = seg.end_pos, lim = seg.seg_bytes, off = seg.next, size, kl
+    cdef Py_ssize_t i
+    cdef list bases = []
+    cdef list prepared = []
+    if not seg.writable:
+        bases.append(off)
+        pos = FQ_SEG_DATA_AT
+        lim = log._seg_bytes
+    for i in range(n):
+        kl = <uint64_t>ks[i].len if ks != NULL and ks[i].len > 0 else 0
+        size = fq_rec_size(kl, <uint64_t>vs[i].len)
+        if size > lim - pos:
+            bases.append(off)
+            pos = FQ_SEG_DATA_AT
+            lim = log._seg_bytes
+        pos += size
+        off += 1
+    try:
+        for base in bases:
+            prepared.append(log._prepare_segment(base, log._seg_bytes, 0))
+    except BaseException:
+        for p in prepared:
+            log._discard_segment(p)
+        raise
+    return prepared
 
 
 cdef Py_ssize_t _batch_len(object obj, str name) except -1:

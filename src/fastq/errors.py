@@ -59,8 +59,12 @@ class LogLockedError(FastqError):
     """Another SegmentLog (in this or another process) has the directory open for writing."""
 
 
-class LogFailedError(FastqError):
-    """A sync failed: the log refuses writes until it is reopened (nothing unsynced is acked)."""
+class LogFailedError(FastqError, OSError):
+    """A sync failed: the log refuses writes until it is reopened (nothing unsynced is acked).
+
+    Also an :class:`OSError`: ``errno`` is the failed sync's error number (``EIO``...) and
+    ``filename`` the file or directory it was syncing.
+    """
 
 
 class OffsetOutOfRange(FastqError):
