@@ -1721,8 +1721,11 @@ cdef class SegmentLog:
         fd = _os.open(tmp, _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC | _O_CLOEXEC, 0o644)
         try:
             view = memoryview(data)
-            while view:
-                view = view[_os.write(fd, view):]
+            try:
+                while view:
+                    view = view[_os.write(fd, view):]
+            except OSError as e:
+                raise _oserror(e.errno, tmp) from None   # name the file (ENOSPC, EIO...)
             if level >= 1:
                 rc = fq_file_sync(fd)
                 if rc:
