@@ -174,6 +174,8 @@ cdef extern from "fq_log.h" nogil:
     int fq_dir_sync(const char *path)
     int fq_map_sync(unsigned char *m, uint64_t frm, uint64_t to, int fd)
     int64_t fq_wall_ns()
+    void fq_pin_add(long *p, long d)
+    long fq_pin_load(long *p)
     fq_parker *fq_parker_new()
     void fq_parker_free(fq_parker *p)
 
@@ -222,6 +224,7 @@ cdef class _Segment:
     cdef uint64_t visible_next     # ... and offsets before this one
     cdef uint64_t synced_pos       # durable up to here
     cdef uint64_t populated        # pages before this are faulted in (writer)
+    cdef long pins                 # live Records on this segment (fq_pin_add / fq_pin_load)
     cdef bint meta_dirty           # checkpoint page written since the last sync
     cdef bint writable             # mapped read-write (the active segment of a writer)
     cdef int fd                    # open only while this is the writer's active segment

@@ -12,7 +12,6 @@ from cpython.buffer cimport (
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
-from cpython.ref cimport Py_REFCNT
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint16_t
 from libc.string cimport memcpy, memset
 
@@ -195,10 +194,12 @@ cdef _Segment _open_segment(object path, uint64_t name_base, bint active_writer,
         if rc:
             raise _oserror(rc, path)
         rc = fq_seg_header_check(hdr, got, &base, &seg_bytes, &version)
-        if rc == FQ_HDR_VERSION:
+        if rc == FQ_HDR_VERSION and version > FQ_SEG_VERSION:
             raise CorruptLogError(
                 path, 8, f"segment format version {version} is newer than this fastq "
                          f"supports ({FQ_SEG_VERSION}); upgrade fastq to read it")
+        if rc == FQ_HDR_VERSION:
+            raise CorruptLogError(path, 8, f"unknown segment format version {version}")
         if rc != FQ_HDR_OK:
             raise CorruptLogError(path, 0, _HDR_REASONS.get(rc, "bad segment header"))
         if base != name_base:
@@ -247,6 +248,10 @@ cdef class Record:
 
     def __init__(self, *args, **kwargs):
         raise TypeError("Record objects are created by SegmentLog.read() and iteration")
+
+    def __dealloc__(self):
+        if self._seg is not None:
+            fq_pin_add(&self._seg.pins, -1)
 
     @property
     def key(self):
@@ -303,6 +308,7 @@ cdef inline int _check_record(Record r) except -1:
 
 cdef inline Record _make_record(_Segment seg, fq_rec *rec):
     cdef Record r = Record.__new__(Record)
+    fq_pin_add(&seg.pins, 1)
     r._seg = seg
     r.offset = rec.offset
     r.timestamp = rec.timestamp
@@ -1276,6 +1282,14 @@ cdef class SegmentLog:
                     self._check_open()
                 if self._active is None or want >= self._visible_next():
                     break
+                start = (<_Segment>self._segs[0]).base
+                if want < start:
+                    # retention removed the segment between two of our steps: never skip
+                    if out:
+                        break
+                    raise OffsetOutOfRange(
+                        f"offset {want} is out of range: the log holds offsets {start}.."
+                        f"{self._visible_next()} (end exclusive)")
                 seg = self._locate(want, &pos, &exp, &limit)
                 seg_next = seg.visible_next
             while pos < limit:
@@ -1562,9 +1576,8 @@ cdef class SegmentLog:
     # ---- retention -----------------------------------------------------------------------
 
     cdef bint _held(self, _Segment seg):
-        # references beyond the log's own (its list, the unsynced list) and the caller's one:
-        # Records, views, iterators
-        return Py_REFCNT(seg) > 2 + (seg in self._unsynced)
+        # a live Record (or a view of one, or an iterator's buffered batch) reads from it
+        return fq_pin_load(&seg.pins) > 0
 
     cdef int _delete_oldest(self) except -1:
         cdef _Segment seg = <_Segment>self._segs[0]

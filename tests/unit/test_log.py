@@ -1071,8 +1071,9 @@ def test_apply_retention_and_truncate_before_do_not_wait_for_flush(logdir: Path)
         assert segment_bases(logdir) == [4, 6]
     with SegmentLog(logdir, segment_bytes=SEG, retention_bytes=0) as log:
         log.append_many([b"x" * 4000] * 4)  # two more segments, not flushed
-        assert log.apply_retention() >= 1
+        log.apply_retention()  # the rolls may already have removed them (they run it too)
         assert log.segments == 1
+        assert log.statistics()["segments_removed"] >= 2
 
 
 def test_retention_at_open(logdir: Path) -> None:

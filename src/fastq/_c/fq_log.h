@@ -393,6 +393,18 @@ static inline uint64_t fq_hint_pos(const unsigned char *meta) {
     return fq_load64((fq_atomic_u64 *)(void *)(meta + 64), FQ_ACQUIRE);
 }
 
+/* Reader pins on a segment (live Records): retention never deletes a pinned segment. GIL
+ * builds change them only with the GIL held; free-threaded builds use relaxed atomics (the
+ * count is advisory: a pin taken right after the check simply keeps the mapping alive). */
+static inline void fq_pin_add(long *p, long d) {
+#if defined(FQ_SERIALIZED_MOVERS)
+    *p += d;
+#else
+    __atomic_add_fetch(p, d, __ATOMIC_RELAXED);
+#endif
+}
+static inline long fq_pin_load(long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
 /* parkers live on the heap so extension types can hold them by pointer */
 static fq_parker *fq_parker_new(void) {
     fq_parker *p = (fq_parker *)malloc(sizeof(fq_parker));
