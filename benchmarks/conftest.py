@@ -13,8 +13,14 @@ Run them with ``python benchmarks/run.py`` (which also prints the report), or di
     --bench-budget S       seconds of timed rounds per benchmark       (default 5.0)
     --bench-min-rounds N   but at least this many rounds               (default 3)
 
+and for the SegmentLog benchmarks (bench_log_*.py) the --bench-log-* sizes of harness.Settings
+(records per round, bytes per round, threads...) and --bench-log-dir (where their stores live;
+default: the system temporary directory, which should be on a real disk, not tmpfs).
+
 Fixtures: ``settings`` (those sizes), ``peer_type`` (the peer class named by the test's
-``impl`` parameter, skipping peers that are not installed), ``aio_loop`` (a fresh event loop).
+``impl`` parameter, skipping peers that are not installed), ``aio_loop`` (a fresh event loop),
+``store_type`` (the log store class named by the test's ``store`` parameter) and ``log_dir``
+(a directory for the session's log stores, removed at the end).
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ import fnmatch
 import hashlib
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +46,7 @@ if str(HERE) not in sys.path:  # bench_*.py import these helpers as top-level mo
     sys.path.insert(0, str(HERE))
 
 from harness import Settings  # noqa: E402
+from log_peers import LOG_REGISTRY, LogPeer  # noqa: E402
 from peers import REGISTRY, Peer  # noqa: E402
 
 _OPTIONS: dict[str, str] = {
@@ -50,6 +59,14 @@ _OPTIONS: dict[str, str] = {
     "warmup": "untimed warm-up rounds per benchmark",
     "budget": "seconds of timed rounds per benchmark (slower ones get fewer rounds)",
     "min_rounds": "the fewest timed rounds a benchmark gets",
+    "log_items": "SegmentLog: records per round, per-record appends (fastq and fast peers)",
+    "log_slow_items": "SegmentLog: records per round, SQLite/file peers and fsync per record",
+    "log_many_bytes": "SegmentLog: payload bytes per round, append_many (fastq, memcpy)",
+    "log_read_records": "SegmentLog: records in the log read() scans each round",
+    "log_threads": "SegmentLog: appending threads in the group-commit scenarios",
+    "log_commit_batches": "SegmentLog: batches of 100 per thread per round (group commit)",
+    "log_thread_records": "SegmentLog: single appends per thread per round (group commit)",
+    "log_crash_bytes": "SegmentLog: log bytes the killed writer leaves unflushed",
 }
 
 
@@ -65,6 +82,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             dest="bench_" + field,
             help=f"{help_text} (default {default:,})",
         )
+    group.addoption(
+        "--bench-log-dir",
+        default=None,
+        dest="bench_log_dir",
+        help="where the SegmentLog benchmarks create their stores: a real disk, not tmpfs "
+        f"(default: {tempfile.gettempdir()})",
+    )
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -100,12 +124,49 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"{name} {cls.version()}" if cls.missing() is None else f"{name} (missing)"
         for name, cls in REGISTRY.items()
     )
+    log_peers = ", ".join(
+        f"{name} {cls.version()}" if cls.missing() is None else f"{name} (missing)"
+        for name, cls in LOG_REGISTRY.items()
+        if cls.dist not in (None, "fastq-queue")
+    )
+    where = _log_base(config)
+    fs = _filesystem(where)
     return [
         f"fastq bench: items={s.items:,} batch_items={s.batch_items:,} "
         f"batch_size={s.batch_size:,} capacity={s.capacity:,} rounds={s.rounds} "
         f"warmup={s.warmup} budget={s.budget}s min_rounds={s.min_rounds}",
         f"fastq bench peers: {peers}",
+        f"fastq log bench: items={s.log_items:,} slow_items={s.log_slow_items:,} "
+        f"many_bytes={s.log_many_bytes:,} read_records={s.log_read_records:,} "
+        f"threads={s.log_threads} commit_batches={s.log_commit_batches} "
+        f"thread_records={s.log_thread_records} crash_bytes={s.log_crash_bytes:,}; "
+        f"stores in {where} ({fs.get('fstype', '?')} on {fs.get('device', '?')})",
+        f"fastq log bench peers: {log_peers}",
     ]
+
+
+def _log_base(config: pytest.Config) -> str:
+    value = config.getoption("bench_log_dir")
+    return os.path.abspath(value if value else tempfile.gettempdir())
+
+
+def _filesystem(path: str) -> dict[str, str]:
+    """The mount that holds path: device, mount point, filesystem type (Linux; else {})."""
+    best: dict[str, str] = {}
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best.get("mount", "")):
+                    best = {"device": fields[0], "mount": point, "fstype": fields[2]}
+    except OSError:
+        pass
+    return best
 
 
 def _load() -> list[float]:
@@ -176,6 +237,16 @@ def pytest_benchmark_update_json(
             }
             for name, cls in REGISTRY.items()
         },
+        "log_peers": {
+            name: {
+                "version": cls.version(),
+                "available": cls.missing() is None,
+                "durable": cls.durable,
+                "mode": cls.mode,
+            }
+            for name, cls in LOG_REGISTRY.items()
+        },
+        "log_dir": {"path": _log_base(config), **_filesystem(_log_base(config))},
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -197,6 +268,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             reason = REGISTRY[impl].missing()
             if reason is not None:
                 item.add_marker(pytest.mark.skip(reason=reason))
+        store = callspec.params.get("store") if callspec is not None else None
+        if store in LOG_REGISTRY:
+            reason = LOG_REGISTRY[store].missing()
+            if reason is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
@@ -212,6 +288,29 @@ def peer_type(impl: str) -> type[Peer]:
     if reason is not None:
         pytest.skip(reason)
     return cls
+
+
+@pytest.fixture
+def store_type(store: str) -> type[LogPeer]:
+    """The log store class for the test's `store` parameter; skips stores not installed."""
+    cls = LOG_REGISTRY[store]
+    reason = cls.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    return cls
+
+
+@pytest.fixture(scope="session")
+def log_dir(pytestconfig: pytest.Config) -> Iterator[str]:
+    """A fresh directory for the session's log stores (each round makes its own inside it),
+    removed at the end of the session, whatever happened."""
+    base = _log_base(pytestconfig)
+    os.makedirs(base, exist_ok=True)
+    path = tempfile.mkdtemp(prefix="fastq-bench-log-", dir=base)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

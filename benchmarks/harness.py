@@ -34,6 +34,15 @@ class Settings:
     warmup: int = 1  # untimed rounds before them
     budget: float = 5.0  # seconds of timed rounds per benchmark: slow peers get fewer rounds
     min_rounds: int = 3  # ...but never fewer than this
+    # ---- SegmentLog benchmarks (bench_log_*.py; sizes per implementation in README.md) ----
+    log_items: int = 200_000  # records per round, per-record appends by fastq and the fast peers
+    log_slow_items: int = 5_000  # records per round, SQLite/file peers and fsync-per-record rows
+    log_many_bytes: int = 64 << 20  # payload bytes per round, append_many by fastq and memcpy
+    log_read_records: int = 1_000_000  # records in the log that read() scans each round
+    log_threads: int = 8  # appending threads in the group-commit scenarios
+    log_commit_batches: int = 50  # append_many batches (of 100 records) per thread per round
+    log_thread_records: int = 500  # single appends per thread per round (group commit)
+    log_crash_bytes: int = 64 << 20  # unflushed tail (bytes of log) left by the killed writer
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -130,18 +139,23 @@ def measure(
     target: Callable[..., Any],
     setup: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]],
     teardown: Callable[..., None] | None = None,
+    rounds: int | None = None,
+    extra_info: dict[str, Any] | None = None,
 ) -> Any:
     """Time `target` with pytest-benchmark: one call per round, a fresh setup each round.
 
     The warm-up rounds also size the run: an implementation whose round takes long (a peer
     100x slower than fastq) gets settings.budget seconds of rounds, at least min_rounds.
-    The group and extra_info are what report.py pairs fastq with its peers by.
+    The group and extra_info are what report.py pairs fastq with its peers by. `rounds`
+    overrides settings.rounds (the budget still applies); `extra_info` adds fields to the JSON.
     """
     benchmark.group = scenario
     benchmark.extra_info.update(
         scenario=scenario, impl=impl, items=items, capacity=settings.capacity
     )
-    rounds = settings.rounds
+    if extra_info:
+        benchmark.extra_info.update(extra_info)
+    rounds = settings.rounds if rounds is None else rounds
     if not benchmark.disabled:
         took = 0.0
         for _ in range(settings.warmup):
@@ -153,6 +167,25 @@ def measure(
                 teardown(*args, **kwargs)
         if took * rounds > settings.budget:
             rounds = max(settings.min_rounds, int(settings.budget / took))
+    else:
+        # --benchmark-disable (a smoke test): pedantic then runs setup and target once but
+        # never teardown, which holds the round's checks and cleanup, so run it here.
+        target = _then_teardown(target, teardown)
+        teardown = None
     return benchmark.pedantic(
         target, setup=setup, teardown=teardown, rounds=rounds, warmup_rounds=0, iterations=1
     )
+
+
+def _then_teardown(
+    target: Callable[..., Any], teardown: Callable[..., None] | None
+) -> Callable[..., Any]:
+    if teardown is None:
+        return target
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        result = target(*args, **kwargs)
+        teardown(*args, **kwargs)
+        return result
+
+    return run

@@ -11,6 +11,11 @@ Medians only: this machine is noisy, and means are dragged by a few slow rounds.
 several result files (repeated runs), each row shows the median of the runs' medians. The
 summary (the same numbers as JSON) is saved next to the (first) input. Exits 0 once the report is
 printed, whether or not the targets are met; 1 if the input cannot be read.
+
+The SegmentLog benchmarks (bench_log_*.py, ``extra_info["table"] == "log"``) get a second
+table: records/s and MB/s (payload bytes) per implementation, the speed-up of the scenario's
+fastq row over each other row, and the targets of LOG_SCENARIOS (ratios, absolute rates,
+times).
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ def load_rows(data: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
+        if info.get("table") == "log":
+            continue  # the SegmentLog table (load_log_rows)
         scenario = info.get("scenario") or bench.get("group") or bench["name"]
         impl = info.get("impl") or bench.get("param") or bench["name"]
         median = float(bench["stats"]["median"])
@@ -168,10 +175,8 @@ def _rate(per_s: float) -> str:
     return f"{per_s:.3g} /s"
 
 
-def render(groups: dict[str, list[Row]], metas: list[dict[str, Any]], spread: bool = False) -> str:
-    """A Markdown table (it reads fine in a terminal too), then the verdict on the targets.
-
-    spread adds each row's interquartile range as a share of its median."""
+def render_meta(metas: list[dict[str, Any]], ring: bool) -> list[str]:
+    """The lines above a table: machine, sizes (the ring's if ring), fastq build, peers, load."""
     lines: list[str] = []
     meta = metas[0]
     fb = meta.get("fastq_bench", {})
@@ -183,14 +188,15 @@ def render(groups: dict[str, list[Row]], metas: list[dict[str, Any]], spread: bo
             f"{fb.get('cpus', '?')} CPUs, {machine.get('cpu', {}).get('brand_raw', '?')}; "
             f"{meta.get('datetime', '?')}"
         )
-        lines.append(
-            f"items/round {s.get('items', '?'):,} (batch scenarios "
-            f"{s.get('batch_items', '?'):,}), batch {s.get('batch_size', '?'):,}, "
-            f"capacity {s.get('capacity', '?'):,} (two-thread scenarios "
-            f"{s.get('thread_capacity', '?'):,}), {s.get('rounds', '?')} rounds + "
-            f"{s.get('warmup', '?')} warm-up (fewer rounds, at least {s.get('min_rounds', '?')}, "
-            f"past {s.get('budget', '?')} s of rounds)"
-        )
+        if ring:
+            lines.append(
+                f"items/round {s.get('items', '?'):,} (batch scenarios "
+                f"{s.get('batch_items', '?'):,}), batch {s.get('batch_size', '?'):,}, "
+                f"capacity {s.get('capacity', '?'):,} (two-thread scenarios "
+                f"{s.get('thread_capacity', '?'):,}), {s.get('rounds', '?')} rounds + "
+                f"{s.get('warmup', '?')} warm-up (fewer rounds, at least "
+                f"{s.get('min_rounds', '?')}, past {s.get('budget', '?')} s of rounds)"
+            )
         fq = fb.get("fastq", {})
         lines.append(
             f"fastq {fq.get('version', '?')} at {fq.get('commit', '?')}"
@@ -207,10 +213,11 @@ def render(groups: dict[str, list[Row]], metas: list[dict[str, Any]], spread: bo
                 f"WARNING: the runs measured different fastq cores: {sorted(map(str, cores))}"
             )
         peers = fb.get("peers", {})
-        lines.append(
-            "peers: "
-            + ", ".join(f"{n} {p['version']}" for n, p in peers.items() if p.get("available"))
-        )
+        if ring:
+            lines.append(
+                "peers: "
+                + ", ".join(f"{n} {p['version']}" for n, p in peers.items() if p.get("available"))
+            )
         if len(metas) > 1:
             lines.append(f"{len(metas)} runs; each row is the median of the runs' medians")
         for m in metas:
@@ -221,6 +228,14 @@ def render(groups: dict[str, list[Row]], metas: list[dict[str, Any]], spread: bo
                 + (f"  ({m.get('datetime', '?')})" if len(metas) > 1 else "")
             )
         lines.append("")
+    return lines
+
+
+def render(groups: dict[str, list[Row]], metas: list[dict[str, Any]], spread: bool = False) -> str:
+    """A Markdown table (it reads fine in a terminal too), then the verdict on the targets.
+
+    spread adds each row's interquartile range as a share of its median."""
+    lines = render_meta(metas, ring=True)
     header = ["scenario", "impl", "rounds", "median", "items/s", "fastq speed-up", "target", ""]
     if spread:
         header.insert(4, "IQR")
@@ -297,6 +312,432 @@ def summarize(groups: dict[str, list[Row]], metas: list[dict[str, Any]]) -> dict
     }
 
 
+# ---- SegmentLog table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogTarget:
+    """One SegmentLog target. With `impl`, a ratio: the scenario's fastq row must be at least
+    `speedup` times faster than impl's row. Without, an absolute bound on the fastq row."""
+
+    impl: str | None = None
+    speedup: float | None = None
+    min_records_per_s: float | None = None
+    min_bytes_per_s: float | None = None
+    max_seconds: float | None = None
+
+    def label(self) -> str:
+        if self.speedup is not None:
+            return f">= {self.speedup:g}x"
+        if self.min_records_per_s is not None:
+            return f">= {_rate(self.min_records_per_s)}"
+        if self.min_bytes_per_s is not None:
+            return f">= {_bytes_rate(self.min_bytes_per_s)}"
+        if self.max_seconds is not None:
+            return f"< {_time(self.max_seconds)}"
+        return "?"
+
+    def judge(self, ref: LogRow, row: LogRow) -> bool:
+        """Whether the target is met (row: impl's row for a ratio, else the fastq row)."""
+        if self.speedup is not None:
+            return ref.items_per_s / row.items_per_s >= self.speedup
+        if self.min_records_per_s is not None:
+            return row.items_per_s >= self.min_records_per_s
+        if self.min_bytes_per_s is not None:
+            return row.bytes_per_s >= self.min_bytes_per_s
+        if self.max_seconds is not None:
+            return row.median_s < self.max_seconds
+        return False
+
+
+@dataclass(frozen=True)
+class LogScenario:
+    title: str
+    #: the fastq row the others are compared with (None: no comparison)
+    ref: str | None = "fastq"
+    targets: tuple[LogTarget, ...] = ()
+    #: met when any one target is (a target stated as "X, or Y"); else each one counts
+    any_of: bool = False
+    #: print records/s and MB/s (False for timings that are not throughput)
+    rates: bool = True
+
+
+def _ratio(impl: str, speedup: float) -> LogTarget:
+    return LogTarget(impl=impl, speedup=speedup)
+
+
+_MANY_TARGETS = (LogTarget(min_bytes_per_s=1.5e9), _ratio("memcpy", 0.6))
+
+#: every SegmentLog scenario bench_log_*.py produce, in report order, with the issue's targets
+LOG_SCENARIOS: dict[str, LogScenario] = {
+    "log-append-100B": LogScenario(
+        "1 thread, append() per record, 100 B; fastq sync=none",
+        targets=(
+            _ratio("mmap.write", 0.5),
+            _ratio("queuelib", 10.0),
+            _ratio("litequeue", 100.0),
+            _ratio("diskcache", 100.0),
+        ),
+    ),
+    "log-append-1KiB": LogScenario("1 thread, append() per record, 1 KiB; fastq sync=none"),
+    "log-append-many-100B": LogScenario(
+        "1 thread, append_many() of 1,000 x 100 B (list of bytes); fastq sync=none"
+    ),
+    "log-append-many-1KiB": LogScenario(
+        "1 thread, append_many() of 1,000 x 1 KiB (list of bytes); fastq sync=none",
+        targets=_MANY_TARGETS,
+        any_of=True,
+    ),
+    "log-append-many-1KiB-numpy": LogScenario(
+        "1 thread, append_many() of 1,000 x 1 KiB (2-D uint8 array rows); fastq sync=none",
+        targets=_MANY_TARGETS,
+        any_of=True,
+    ),
+    "log-read-100B": LogScenario(
+        "read(offset, 1000) over 10^6 x 100 B, len() per record (.value: a copy each)",
+        targets=(LogTarget(min_records_per_s=10e6),),
+    ),
+    "log-append-durable-100B": LogScenario(
+        "1 thread, append() per record, 100 B, each durable on return",
+        ref="fastq always",
+    ),
+    "log-append-durable-1KiB": LogScenario(
+        "1 thread, append() per record, 1 KiB, each durable on return", ref="fastq always"
+    ),
+    "log-append-many-durable-100B": LogScenario(
+        "1 thread, append_many() of 1,000 x 100 B, each batch durable on return",
+        ref="fastq always",
+    ),
+    "log-append-many-durable-1KiB": LogScenario(
+        "1 thread, append_many() of 1,000 x 1 KiB, each batch durable on return",
+        ref="fastq always",
+    ),
+    "log-group-commit": LogScenario(
+        "8 threads, append_many() of 100 x 100 B, each batch durable on return",
+        ref="fastq always",
+        targets=(LogTarget(min_records_per_s=100e3), _ratio("litequeue FULL", 10.0)),
+    ),
+    "log-group-commit-single": LogScenario(
+        "8 threads, append() per 100 B record, each durable on return", ref="fastq always"
+    ),
+    "fsync": LogScenario(
+        "one sync of a small file just appended to (median of single calls)",
+        ref=None,
+        rates=False,
+    ),
+    "log-reopen-crash": LogScenario(
+        "SegmentLog(dir) after a sync=none writer left 64 MiB unflushed and was killed",
+        targets=(LogTarget(max_seconds=1.0),),
+        rates=False,
+    ),
+}
+
+
+@dataclass
+class LogRow:
+    scenario: str
+    impl: str
+    median_s: float
+    items: int
+    #: payload bytes per round (record values)
+    bytes: int
+    rounds: int
+    items_per_s: float
+    bytes_per_s: float
+    iqr_rel: float = 0.0
+    runs: int = 1
+    #: how many times faster the scenario's fastq row is than this one
+    fastq_speedup: float | None = None
+    #: the targets judged on this row, and whether each was met
+    targets: list[str] = field(default_factory=list)
+    met: list[bool] = field(default_factory=list)
+    #: records per fsync (fastq, sync="always"), and what else the round recorded
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_LOG_EXTRA = ("records_per_fsync", "fsyncs_per_round", "records_in_log", "bytes_truncated")
+
+
+def load_log_rows(data: dict[str, Any]) -> list[LogRow]:
+    rows: list[LogRow] = []
+    for bench in data.get("benchmarks", []):
+        info = bench.get("extra_info", {})
+        if info.get("table") != "log":
+            continue
+        median = float(bench["stats"]["median"])
+        items = int(info.get("items", 1))
+        nbytes = int(info.get("bytes", 0))
+        rows.append(
+            LogRow(
+                scenario=info.get("scenario") or bench.get("group") or bench["name"],
+                impl=info.get("impl") or bench["name"],
+                median_s=median,
+                items=items,
+                bytes=nbytes,
+                rounds=int(bench["stats"]["rounds"]),
+                items_per_s=items / median if median > 0 else float("inf"),
+                bytes_per_s=nbytes / median if median > 0 else float("inf"),
+                iqr_rel=float(bench["stats"].get("iqr", 0.0)) / median if median > 0 else 0.0,
+                extra={k: info[k] for k in _LOG_EXTRA if k in info},
+            )
+        )
+    return rows
+
+
+def combine_log(runs: list[list[LogRow]]) -> list[LogRow]:
+    """One row per (scenario, impl): the median of the runs' medians (and of their extras)."""
+    if len(runs) == 1:
+        return runs[0]
+    by_key: dict[tuple[str, str], list[LogRow]] = {}
+    for rows in runs:
+        for row in rows:
+            by_key.setdefault((row.scenario, row.impl), []).append(row)
+    out: list[LogRow] = []
+    for (scenario, impl), rows in by_key.items():
+        if len({(r.items, r.bytes) for r in rows}) > 1:
+            raise ValueError(f"the runs did different amounts of work in {scenario}/{impl}")
+        median = statistics.median(r.median_s for r in rows)
+        keys = {k for r in rows for k in r.extra}
+        out.append(
+            LogRow(
+                scenario=scenario,
+                impl=impl,
+                median_s=median,
+                items=rows[0].items,
+                bytes=rows[0].bytes,
+                rounds=sum(r.rounds for r in rows),
+                items_per_s=rows[0].items / median if median > 0 else float("inf"),
+                bytes_per_s=rows[0].bytes / median if median > 0 else float("inf"),
+                iqr_rel=statistics.median(r.iqr_rel for r in rows),
+                runs=len(rows),
+                extra={
+                    k: statistics.median(r.extra[k] for r in rows if k in r.extra) for k in keys
+                },
+            )
+        )
+    return out
+
+
+@dataclass
+class LogVerdict:
+    scenario: str
+    #: what was asked, e.g. ">= 10x queuelib" or ">= 1.5 GB/s, or >= 0.6x memcpy"
+    target: str
+    #: None: a row it needs was not measured
+    met: bool | None
+    #: what was measured, in the target's terms
+    measured: str
+
+
+def compare_log(rows: list[LogRow]) -> tuple[dict[str, list[LogRow]], list[LogVerdict]]:
+    """Group by scenario (report order; unknown ones last), the fastq row first, then by
+    speed; fill in speed-ups and targets. Returns the groups and one verdict per target
+    (per scenario, for an any-of target)."""
+    by_scenario: dict[str, list[LogRow]] = {}
+    for row in rows:
+        by_scenario.setdefault(row.scenario, []).append(row)
+    order = [s for s in LOG_SCENARIOS if s in by_scenario] + sorted(
+        s for s in by_scenario if s not in LOG_SCENARIOS
+    )
+    groups: dict[str, list[LogRow]] = {}
+    verdicts: list[LogVerdict] = []
+    for name in order:
+        spec = LOG_SCENARIOS.get(name, LogScenario("(no description)", ref=None))
+        group = sorted(by_scenario[name], key=lambda r: (r.impl != spec.ref, -r.items_per_s))
+        ref = next((r for r in group if r.impl == spec.ref), None)
+        if ref is not None:
+            for row in group:
+                if row is not ref:
+                    row.fastq_speedup = ref.items_per_s / row.items_per_s
+        parts: list[tuple[str, bool | None, str]] = []
+        for target in spec.targets:
+            judged = next((r for r in group if r.impl == target.impl), None) if target.impl else ref
+            what = target.label() + (f" {target.impl}" if target.impl else "")
+            if ref is None or judged is None:
+                parts.append((what, None, "not measured"))
+                continue
+            ok = target.judge(ref, judged)
+            judged.targets.append(target.label())
+            judged.met.append(ok)
+            if target.speedup is not None:
+                measured = f"{ref.items_per_s / judged.items_per_s:.2f}x"
+            elif target.min_bytes_per_s is not None:
+                measured = _bytes_rate(judged.bytes_per_s)
+            elif target.max_seconds is not None:
+                measured = _time(judged.median_s)
+            else:
+                measured = _rate(judged.items_per_s)
+            parts.append((what, ok, measured))
+        if spec.any_of and parts:
+            known = [ok for _, ok, _ in parts if ok is not None]
+            verdicts.append(
+                LogVerdict(
+                    name,
+                    ", or ".join(what for what, _, _ in parts),
+                    True if any(known) else (None if len(known) < len(parts) else False),
+                    ", ".join(measured for _, _, measured in parts),
+                )
+            )
+        else:
+            verdicts.extend(LogVerdict(name, what, ok, m) for what, ok, m in parts)
+        groups[name] = group
+    return groups, verdicts
+
+
+def _bytes_rate(per_s: float) -> str:
+    if per_s >= 1e9:
+        return f"{per_s / 1e9:.3g} GB/s"
+    if per_s >= 1e6:
+        return f"{per_s / 1e6:.3g} MB/s"
+    return f"{per_s / 1e3:.3g} kB/s"
+
+
+def _count(n: float) -> str:
+    if n >= 1e6 and n % 1e5 == 0:
+        return f"{n / 1e6:g}M"
+    if n >= 1e4 and n % 1e3 == 0:
+        return f"{n / 1e3:g}k"
+    return f"{n:,.0f}"
+
+
+def _notes(row: LogRow) -> str:
+    notes: list[str] = []
+    if "records_per_fsync" in row.extra:
+        per = float(row.extra["records_per_fsync"])
+        notes.append(f"{per:,.0f} records/fsync" if per >= 100 else f"{per:.3g} records/fsync")
+    if "records_in_log" in row.extra:
+        notes.append(f"{_count(row.extra['records_in_log'])} records")
+    if row.extra.get("bytes_truncated"):
+        notes.append(f"{row.extra['bytes_truncated']:,} B truncated")
+    return ", ".join(notes)
+
+
+def render_log(
+    groups: dict[str, list[LogRow]],
+    verdicts: list[LogVerdict],
+    metas: list[dict[str, Any]],
+    spread: bool = False,
+    meta: bool = True,
+) -> str:
+    """The SegmentLog table (Markdown), its legend, and the verdict on its targets; with
+    meta, the machine, build and load lines first (when no ring table printed them)."""
+    lines: list[str] = render_meta(metas, ring=False)[:-1] if meta else []
+    fb = metas[0].get("fastq_bench", {})
+    s = fb.get("settings", {})
+    where = fb.get("log_dir", {})
+    if fb:
+        lines.append(
+            f"{s.get('rounds', '?')} rounds + {s.get('warmup', '?')} warm-up (fewer rounds, at "
+            f"least {s.get('min_rounds', '?')}, past {s.get('budget', '?')} s of rounds)"
+        )
+        lines.append(
+            f"SegmentLog: stores in {where.get('path', '?')} ({where.get('fstype', '?')} on "
+            f"{where.get('device', '?')}); per round {s.get('log_items', '?'):,} records "
+            f"(slow peers {s.get('log_slow_items', '?'):,}), append_many "
+            f"{s.get('log_many_bytes', 0) / 2**20:g} MiB, read log "
+            f"{s.get('log_read_records', '?'):,} records, {s.get('log_threads', '?')} threads"
+        )
+        peers = fb.get("log_peers", {})
+        versions = sorted(
+            {
+                f"{n.split()[0]} {p['version']}"
+                for n, p in peers.items()
+                if p.get("available")
+                and p.get("version") not in ("stdlib", "?")
+                and not n.startswith("fastq")
+            }
+        )
+        if versions:
+            lines.append("log peers: " + ", ".join(versions))
+        lines.append("")
+    header = [
+        "scenario",
+        "impl",
+        "rounds",
+        "records/round",
+        "median",
+        "records/s",
+        "MB/s",
+        "fastq speed-up",
+        "target",
+        "",
+        "notes",
+    ]
+    if spread:
+        header.insert(5, "IQR")
+    table: list[list[str]] = []
+    for name, group in groups.items():
+        spec = LOG_SCENARIOS.get(name, LogScenario("(no description)", ref=None))
+        for k, row in enumerate(group):
+            cells = [
+                name if k == 0 else "",
+                row.impl,
+                str(row.rounds),
+                _count(row.items),
+                _time(row.median_s),
+                _rate(row.items_per_s) if spec.rates else "",
+                f"{row.bytes_per_s / 1e6:,.1f}" if spec.rates else "",
+                "" if row.fastq_speedup is None else f"{row.fastq_speedup:.2f}x",
+                ", ".join(row.targets),
+                ", ".join("met" if ok else "MISSED" for ok in row.met),
+                _notes(row),
+            ]
+            if spread:
+                cells.insert(5, f"{row.iqr_rel:.0%}")
+            table.append(cells)
+    widths = [max(len(c) for c in col) for col in zip(header, *table, strict=False)]
+    left = {0, 1, len(header) - 2, len(header) - 1}
+
+    def fmt(cells: list[str]) -> str:
+        padded = [
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    lines.append(fmt(header))
+    lines.append(
+        "|"
+        + "|".join(
+            "-" * (w + 2) if i in left else "-" * (w + 1) + ":" for i, w in enumerate(widths)
+        )
+        + "|"
+    )
+    lines.extend(fmt(r) for r in table)
+    lines.append("")
+    lines.append(
+        "fastq speed-up = the row's median per record / that of the scenario's first (fastq) "
+        "row (> 1: fastq is faster); MB/s counts record values only."
+    )
+    for name in groups:
+        spec = LOG_SCENARIOS.get(name, LogScenario("(no description)", ref=None))
+        lines.append(f"  {name}: {spec.title}")
+    lines.append("")
+    met = sum(1 for v in verdicts if v.met)
+    lines.append(f"SegmentLog targets: {met}/{len(verdicts)} met")
+    for v in verdicts:
+        mark = {True: "met   ", False: "MISSED", None: "n/a   "}[v.met]
+        lines.append(f"  {mark} {v.scenario}: {v.target} (measured {v.measured})")
+    expected = {s for s, spec in LOG_SCENARIOS.items() if spec.targets}
+    absent = sorted(expected - set(groups))
+    if absent:
+        lines.append("  not measured: " + ", ".join(absent))
+    return "\n".join(lines)
+
+
+def summarize_log(groups: dict[str, list[LogRow]], verdicts: list[LogVerdict]) -> dict[str, Any]:
+    return {
+        "scenarios": {
+            name: {
+                "title": LOG_SCENARIOS[name].title if name in LOG_SCENARIOS else None,
+                "rows": [asdict(r) for r in group],
+            }
+            for name, group in groups.items()
+        },
+        "targets": [asdict(v) for v in verdicts],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -327,15 +768,23 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     try:
         groups = compare(combine([load_rows(m) for m in metas]))
+        log_groups, log_verdicts = compare_log(combine_log([load_log_rows(m) for m in metas]))
     except ValueError as exc:
         print(f"report: cannot combine these runs: {exc}", file=sys.stderr)
         return 1
-    if not groups:
+    if not groups and not log_groups:
         print(f"report: {', '.join(map(str, args.json))} hold no benchmarks", file=sys.stderr)
         return 1
-    print(render(groups, metas, spread=args.spread))
+    summary = summarize(groups, metas)
+    if groups:
+        print(render(groups, metas, spread=args.spread))
+    if log_groups:
+        if groups:
+            print("\n")
+        print(render_log(log_groups, log_verdicts, metas, spread=args.spread, meta=not groups))
+        summary["log"] = summarize_log(log_groups, log_verdicts)
     summary_path = args.summary or args.json[0].with_suffix(".summary.json")
-    summary_path.write_text(json.dumps(summarize(groups, metas), indent=2) + "\n")
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nsummary saved to {summary_path}")
     return 0
 

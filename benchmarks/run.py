@@ -5,6 +5,7 @@
     python benchmarks/run.py -k spsc    # only some scenarios (a pytest -k expression)
     python benchmarks/run.py --capacity 65536 -- -x   # sizes, then raw pytest arguments
     python benchmarks/run.py --repeat 3  # three runs; the table shows medians of their medians
+    python benchmarks/run.py -k log      # the SegmentLog benchmarks only (-k "not log": the ring)
 
 It runs pytest-benchmark on benchmarks/ in a child process (this interpreter, no shell),
 writes benchmarks/results/latest.json (with --repeat, also latest.run2.json, ...), then
@@ -27,7 +28,17 @@ sys.path.insert(0, str(HERE))
 import report  # noqa: E402
 
 #: sizes for --quick; the defaults live in harness.Settings (conftest.py turns them into options)
-QUICK: dict[str, float] = {"items": 20_000, "batch_items": 200_000, "rounds": 5, "budget": 1.5}
+QUICK: dict[str, float] = {
+    "items": 20_000,
+    "batch_items": 200_000,
+    "rounds": 5,
+    "budget": 1.5,
+    "log_items": 50_000,
+    "log_slow_items": 1_000,
+    "log_many_bytes": 16 << 20,
+    "log_commit_batches": 20,
+    "log_thread_records": 200,
+}
 SIZES = (
     "items",
     "batch_items",
@@ -37,6 +48,11 @@ SIZES = (
     "rounds",
     "warmup",
     "budget",
+    "log_items",
+    "log_slow_items",
+    "log_many_bytes",
+    "log_read_records",
+    "log_threads",
 )
 
 
@@ -81,6 +97,8 @@ def pytest_command(args: argparse.Namespace, json_path: Path) -> list[str]:
             sizes[name] = value
     for name, value in sizes.items():
         cmd.append(f"--bench-{name.replace('_', '-')}={value}")
+    if args.log_dir is not None:
+        cmd.append(f"--bench-log-dir={args.log_dir}")
     if args.k:
         cmd += ["-k", args.k]
     extra: list[str] = args.pytest_args
@@ -107,6 +125,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, help="untimed rounds per benchmark")
     parser.add_argument(
         "--budget", type=float, help="seconds of timed rounds per benchmark (slow peers: fewer)"
+    )
+    parser.add_argument(
+        "--log-items", type=int, help="SegmentLog: records per round (fastq, fast peers)"
+    )
+    parser.add_argument(
+        "--log-slow-items", type=int, help="SegmentLog: records per round (SQLite/file peers)"
+    )
+    parser.add_argument(
+        "--log-many-bytes", type=int, help="SegmentLog: payload bytes per round, append_many"
+    )
+    parser.add_argument(
+        "--log-read-records", type=int, help="SegmentLog: records in the log read() scans"
+    )
+    parser.add_argument(
+        "--log-threads", type=int, help="SegmentLog: threads in the group-commit scenarios"
+    )
+    parser.add_argument(
+        "--log-dir", help="SegmentLog: where the stores live (a real disk; default: $TMPDIR)"
     )
     parser.add_argument("--timeout", type=int, default=1800, help="per-benchmark timeout (s)")
     parser.add_argument(

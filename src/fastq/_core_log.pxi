@@ -123,6 +123,7 @@ cdef int _get_buffer(object obj, Py_buffer *view, str name) except -1:
 
 
 @cython.final
+@cython.no_gc
 cdef class _Segment:
     def __cinit__(self):
         self.fd = -1
@@ -237,6 +238,8 @@ cdef _Segment _open_segment(object path, uint64_t name_base, bint active_writer,
 
 
 @cython.final
+@cython.no_gc          # holds only its segment, which holds no Python objects: no cycles
+@cython.freelist(1024)
 cdef class Record:
     """One record of a SegmentLog: ``offset``, ``timestamp`` (ns), ``key``, ``value``.
 
