@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from threads import Runner, wait_until
 
 import fastq
 from fastq import (
@@ -47,40 +48,6 @@ SEG = 16384  # the smallest segment: rolls come quickly
 MAX_RECORD = SEG - 8192 - 32  # the largest key + value in a SEG segment
 LIVENESS = 10.0  # generous bound for "returns eventually"; never a speed assertion
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = LIVENESS) -> None:
-    """Poll a condition (not a fixed sleep); fail with `what` if it never holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting until {what}")
-        time.sleep(0.001)
-
-
-class Runner(threading.Thread):
-    """A thread running fn() that keeps its result or exception for the test to inspect."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self.fn = fn
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.entered = threading.Event()
-
-    def run(self) -> None:
-        self.entered.set()
-        try:
-            self.result = self.fn()
-        except BaseException as e:
-            self.error = e
-
-    def finish(self) -> Any:
-        self.join(LIVENESS)
-        assert not self.is_alive(), "thread did not return"
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 def untyped(obj: object) -> Any:
@@ -1328,7 +1295,7 @@ def test_tail_in_a_thread_receives_later_appends(log: SegmentLog) -> None:
 
     runner = Runner(consume)
     runner.start()
-    assert runner.entered.wait(LIVENESS)
+    assert runner.started_call.wait(LIVENESS)
     expected = []
     for i in range(30):  # crosses segment rolls
         value = b"%02d" % i + b"t" * (i * 300 % 8000)
