@@ -33,6 +33,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from peers import Implementation
+
 import fastq
 
 #: the record sizes the log benchmarks use (test ids and scenario names use the keys)
@@ -86,14 +88,9 @@ def remove_dir(path: str) -> None:
 # ---- adapters ---------------------------------------------------------------------------
 
 
-class LogPeer:
+class LogPeer(Implementation):
     """One store of one implementation in its own directory, for one benchmark round."""
 
-    name: ClassVar[str]
-    #: distribution whose version the report prints (None: fastq itself or the stdlib)
-    dist: ClassVar[str | None] = None
-    #: module that must import for the peer to be available
-    module: ClassVar[str | None] = None
     caps: ClassVar[frozenset[str]] = frozenset()
     #: True: every acknowledged append survives power loss (one fsync or more per append)
     durable: ClassVar[bool] = False
@@ -114,26 +111,6 @@ class LogPeer:
 
     def _open(self) -> None:
         raise NotImplementedError
-
-    @classmethod
-    def missing(cls) -> str | None:
-        """Why this store cannot run here (None if it can)."""
-        if cls.module is None:
-            return None
-        try:
-            importlib.import_module(cls.module)
-        except ImportError as exc:
-            return f"{cls.name} is not installed ({exc})"
-        return None
-
-    @classmethod
-    def version(cls) -> str:
-        if cls.dist is None:
-            return "stdlib"
-        try:
-            return importlib.metadata.version(cls.dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "?"
 
     def append_many(self, batch: Sequence[bytes]) -> object:
         """The store's batch idiom; without one, a loop of append."""

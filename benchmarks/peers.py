@@ -41,14 +41,39 @@ import fastq
 STOP = None
 
 
-class Peer:
-    """Adapter base: one queue instance of one implementation, for one benchmark round."""
+class Implementation:
+    """What every benchmarked implementation declares: its name, distribution and module."""
 
     name: ClassVar[str]
     #: distribution whose version the report prints (None: the standard library)
     dist: ClassVar[str | None] = None
-    #: module that must import for the peer to be available
+    #: module that must import for the implementation to be available
     module: ClassVar[str | None] = None
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """Why this implementation cannot run here (None if it can)."""
+        if cls.module is None:
+            return None
+        try:
+            importlib.import_module(cls.module)
+        except ImportError as exc:
+            return f"{cls.name} is not installed ({exc})"
+        return None
+
+    @classmethod
+    def version(cls) -> str:
+        if cls.dist is None:
+            return "stdlib"
+        try:
+            return importlib.metadata.version(cls.dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+
+class Peer(Implementation):
+    """Adapter base: one queue instance of one implementation, for one benchmark round."""
+
     caps: ClassVar[frozenset[str]] = frozenset()
     #: one line on how this peer is used, for the report and README
     note: ClassVar[str] = ""
@@ -74,28 +99,6 @@ class Peer:
     def _open(self) -> None:
         """Create the queue and bind its methods (each subclass)."""
         raise NotImplementedError
-
-    # ---- registry helpers ------------------------------------------------------------------
-
-    @classmethod
-    def missing(cls) -> str | None:
-        """Why this peer cannot run here (None if it can)."""
-        if cls.module is None:
-            return None
-        try:
-            importlib.import_module(cls.module)
-        except ImportError as exc:
-            return f"{cls.name} is not installed ({exc})"
-        return None
-
-    @classmethod
-    def version(cls) -> str:
-        if cls.dist is None:
-            return "stdlib"
-        try:
-            return importlib.metadata.version(cls.dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "?"
 
     # ---- single thread batches -------------------------------------------------------------
 
