@@ -180,6 +180,11 @@ cdef extern from "fq_log.h" nogil:
     void fq_parker_free(fq_parker *p)
 
 
+cdef extern from "fq_xxh3.h" nogil:
+    # XXH3-64 with a seed (seed 0: XXH3_64bits), bit-exact with the xxhash package
+    uint64_t fq_xxh3_64(const void *data, size_t length, uint64_t seed)
+
+
 cdef extern from "fq_py.h":
     # hands a slot's owned reference to Cython (no extra INCREF); never NULL
     object fq_steal(void *p)

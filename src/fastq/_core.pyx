@@ -8,4 +8,5 @@ cimport cython
 
 include "_core_ring.pxi"
 include "_core_crc.pxi"
+include "_core_hash.pxi"
 include "_core_log.pxi"
