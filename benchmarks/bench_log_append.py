@@ -41,6 +41,8 @@ from log_peers import (
     RECORD_SIZES,
     LogPeer,
     MemcpyFloor,
+    append_batches,
+    append_each,
     batches,
     check_and_dispose,
     cycled_records,
@@ -121,10 +123,7 @@ def test_log_append(
     n = _append_count(store_type, settings)
     records = cycled_records(nbytes, n)
 
-    def run(peer: LogPeer) -> None:
-        append = peer.append
-        for value in records:
-            append(value)
+    run = append_each(records)
 
     measure(
         benchmark,
@@ -181,10 +180,7 @@ def test_log_append_many(
     n = min(fast_n, _many_count(store_type, settings, nbytes))
     chunks = batches(batch_data.records(nbytes, fast_n)[:n])
 
-    def run(peer: LogPeer) -> None:
-        append_many = peer.append_many
-        for chunk in chunks:
-            append_many(chunk)
+    run = append_batches(chunks)
 
     measure(
         benchmark,
@@ -222,10 +218,7 @@ def test_log_append_many_numpy(
     array = np.frombuffer(blob, dtype=np.uint8).reshape(n, nbytes)
     chunks = batches(array)
 
-    def run(peer: LogPeer) -> None:
-        append_many = peer.append_many
-        for chunk in chunks:
-            append_many(chunk)
+    run = append_batches(chunks)
 
     measure(
         benchmark,

@@ -58,6 +58,8 @@ from log_peers import (
     RECORD_SIZES,
     FastqLog,
     LogPeer,
+    append_batches,
+    append_each,
     batches,
     check_and_dispose,
     cycled_records,
@@ -187,10 +189,7 @@ def test_log_append_durable(
     n = settings.log_slow_items
     records = cycled_records(nbytes, n)
 
-    def run(peer: LogPeer) -> None:
-        append = peer.append
-        for value in records:
-            append(value)
+    run = append_each(records)
 
     _bench_single(
         benchmark,
@@ -220,10 +219,7 @@ def test_log_append_many_durable(
     n = settings.log_slow_items * 10
     chunks = batches(cycled_records(nbytes, n))
 
-    def run(peer: LogPeer) -> None:
-        append_many = peer.append_many
-        for chunk in chunks:
-            append_many(chunk)
+    run = append_batches(chunks)
 
     _bench_single(
         benchmark,

@@ -484,6 +484,28 @@ LOG_REGISTRY: dict[str, type[LogPeer]] = {
 }
 
 
+def append_each(records: Sequence[bytes]) -> Callable[[LogPeer], None]:
+    """The timed loop of the one-record-per-call scenarios."""
+
+    def run(peer: LogPeer) -> None:
+        append = peer.append
+        for value in records:
+            append(value)
+
+    return run
+
+
+def append_batches(chunks: Sequence[Any]) -> Callable[[LogPeer], None]:
+    """The timed loop of the batch scenarios: one append_many per chunk."""
+
+    def run(peer: LogPeer) -> None:
+        append_many = peer.append_many
+        for chunk in chunks:
+            append_many(chunk)
+
+    return run
+
+
 def log_supporting(*caps: str, durable: bool | None = None) -> list[str]:
     """Names of the stores with every capability in caps (and the given durability)."""
     return [

@@ -75,6 +75,16 @@ cdef int _raise_forked() except -1:
                  "process")
 
 
+cdef inline uint64_t _start_of(SegmentLog log):
+    # the first offset held: the base of the oldest segment (lock held)
+    return (<_Segment>log._segs[0]).base if log._segs else 0
+
+
+cdef object _out_of_range(str what, object value, uint64_t start, uint64_t end):
+    return OffsetOutOfRange(
+        f"{what} {value} is out of range: the log holds offsets {start}..{end} (end exclusive)")
+
+
 cdef object _oserror(int err, object path):
     return OSError(err, _os.strerror(err), path)
 
@@ -282,9 +292,6 @@ cdef class Record:
         _check_record(self)
         PyBuffer_FillInfo(view, self, <void *>(self._seg.map + self._value_at),
                           self._value_len, 1, flags)
-
-    def __releasebuffer__(self, Py_buffer *view):
-        pass
 
     def __eq__(self, other):
         if not isinstance(other, Record):
@@ -544,13 +551,10 @@ cdef class SegmentLog:
                 if not self._repair:
                     raise CorruptLogError(path, sc.pos, reason)
                 # repair: drop the damaged range up to the next record that validates
-                q = FQ_SEG_DATA_AT
                 found = 0
                 q = fq_seg_resync(seg.map, sc.pos, seg.map_len, expected - 1 if expected else 0,
                                   <uint64_t>nb if not last else 0xFFFFFFFFFFFFFFFF,
                                   &found) if sc.pos + FQ_REC_HEADER <= seg.map_len else seg.map_len
-                if expected == 0 and q < seg.map_len and found == 0:
-                    q = seg.map_len                 # offset 0 cannot come after a damaged 0
                 if q < seg.map_len and q - sc.pos >= FQ_REC_HEADER:
                     if not seg.writable:
                         seg = self._reopen_writable(seg, path, base)
@@ -660,7 +664,6 @@ cdef class SegmentLog:
     def _reopen_writable(self, _Segment seg, path, uint64_t base):
         # repair needs to write into a sealed segment: map it read-write for the repair
         cdef _Segment w = _open_segment(path, base, True, False)
-        cdef fq_scan sc
         fq_index_free(&w.ix)
         w.ix = seg.ix
         fq_index_init(&seg.ix)
@@ -966,8 +969,10 @@ cdef class SegmentLog:
         cdef Py_ssize_t j, k
         cdef list prepared
         n = _batch_len(values, "values")
-        if keys is not None and _batch_len(keys, "keys") != n:
-            raise ValueError(f"keys has {_batch_len(keys, 'keys')} entries, values has {n}")
+        if keys is not None:
+            nk = _batch_len(keys, "keys")
+            if nk != n:
+                raise ValueError(f"keys has {nk} entries, values has {n}")
         if n == 0:
             if self._forked:
                 _raise_forked()
@@ -1271,12 +1276,10 @@ cdef class SegmentLog:
             self._check_open()
             if self._readonly:
                 self._refresh()
-            start = (<_Segment>self._segs[0]).base if self._segs else 0
+            start = _start_of(self)
             end = self._visible_next()
             if offset < start or offset > end:
-                raise OffsetOutOfRange(
-                    f"offset {offset} is out of range: the log holds offsets {start}..{end} "
-                    f"(end exclusive)")
+                raise _out_of_range("offset", offset, start, end)
         while max_records > 0:
             if self._forked:
                 _raise_forked()
@@ -1290,9 +1293,7 @@ cdef class SegmentLog:
                     # retention removed the segment between two of our steps: never skip
                     if out:
                         break
-                    raise OffsetOutOfRange(
-                        f"offset {want} is out of range: the log holds offsets {start}.."
-                        f"{self._visible_next()} (end exclusive)")
+                    raise _out_of_range("offset", want, start, self._visible_next())
                 seg = self._locate(want, &pos, &exp, &limit)
                 seg_next = seg.visible_next
             while pos < limit:
@@ -1342,11 +1343,9 @@ cdef class SegmentLog:
                 _raise_forked()
             with self._lock:
                 self._check_open()
-                start = (<_Segment>self._segs[0]).base if self._segs else 0
+                start = _start_of(self)
                 end = self._visible_next()
-            raise OffsetOutOfRange(
-                f"offset {offset} is out of range: the log holds offsets {start}..{end} "
-                f"(end exclusive)")
+            raise _out_of_range("offset", offset, start, end)
         return self._read(<uint64_t>offset, min(max_records, 1 << 30), mb)
 
     cdef bint _wait_for(self, uint64_t pos, int64_t deadline) except -1:
@@ -1407,15 +1406,14 @@ cdef class SegmentLog:
             self._check_open()
             if self._readonly:
                 self._refresh()
-            lo = (<_Segment>self._segs[0]).base if self._segs else 0
+            lo = _start_of(self)
             hi = self._visible_next()
         if start is None:
             return hi if at_end else lo
         if isinstance(start, bool) or not isinstance(start, int):
             raise TypeError(f"start must be an int or None, got {type(start).__name__}")
         if not lo <= start <= hi:
-            raise OffsetOutOfRange(
-                f"start {start} is out of range: the log holds offsets {lo}..{hi} (end exclusive)")
+            raise _out_of_range("start", start, lo, hi)
         return start
 
     def offset_for_time(self, timestamp):
@@ -1529,7 +1527,7 @@ cdef class SegmentLog:
             self._check_open()
             if self._readonly:
                 self._refresh()
-            return (<_Segment>self._segs[0]).base if self._segs else 0
+            return _start_of(self)
 
     @property
     def end_offset(self):
@@ -1830,7 +1828,7 @@ cdef class SegmentLog:
             return {
                 "directory": self._dir,
                 "sync": self._sync_text,
-                "start_offset": (<_Segment>self._segs[0]).base if self._segs else 0,
+                "start_offset": _start_of(self),
                 "end_offset": self._visible_next(),
                 "durable_offset": self._durable_next,
                 "segments": len(self._segs),

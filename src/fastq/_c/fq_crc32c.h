@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fq_endian.h"
+
 #define FQ_CRC32C_POLY 0x82F63B78u   /* 0x1EDC6F41 bit-reversed */
 
 static uint32_t fq_crc32c_table[8][256];
@@ -32,15 +34,6 @@ static void fq_crc32c_init_tables(void) {
                                     ^ fq_crc32c_table[0][fq_crc32c_table[k - 1][b] & 0xFFu];
 }
 
-static inline uint64_t fq_load_le64(const unsigned char *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
 static uint32_t fq_crc32c_sw(uint32_t crc, const void *data, size_t n) {
     const unsigned char *p = (const unsigned char *)data;
     uint32_t c = ~crc;
@@ -48,7 +41,7 @@ static uint32_t fq_crc32c_sw(uint32_t crc, const void *data, size_t n) {
      * so concurrent callers cannot race on them */
     while (n && ((uintptr_t)p & 7)) { c = (c >> 8) ^ fq_crc32c_table[0][(c ^ *p++) & 0xFFu]; n--; }
     while (n >= 8) {
-        uint64_t w = fq_load_le64(p) ^ c;
+        uint64_t w = fq_ld64(p) ^ c;
         c = fq_crc32c_table[7][w & 0xFF] ^ fq_crc32c_table[6][(w >> 8) & 0xFF]
           ^ fq_crc32c_table[5][(w >> 16) & 0xFF] ^ fq_crc32c_table[4][(w >> 24) & 0xFF]
           ^ fq_crc32c_table[3][(w >> 32) & 0xFF] ^ fq_crc32c_table[2][(w >> 40) & 0xFF]
@@ -67,7 +60,7 @@ static uint32_t fq_crc32c_hw(uint32_t crc, const void *data, size_t n) {
     const unsigned char *p = (const unsigned char *)data;
     uint64_t c = (uint32_t)~crc;
     while (n && ((uintptr_t)p & 7)) { c = _mm_crc32_u8((uint32_t)c, *p++); n--; }
-    while (n >= 8) { c = _mm_crc32_u64(c, fq_load_le64(p)); p += 8; n -= 8; }
+    while (n >= 8) { c = _mm_crc32_u64(c, fq_ld64(p)); p += 8; n -= 8; }
     while (n--) c = _mm_crc32_u8((uint32_t)c, *p++);
     return ~(uint32_t)c;
 }
@@ -89,7 +82,7 @@ static uint32_t fq_crc32c_hw(uint32_t crc, const void *data, size_t n) {
     const unsigned char *p = (const unsigned char *)data;
     uint32_t c = ~crc;
     while (n && ((uintptr_t)p & 7)) { c = __builtin_aarch64_crc32cb(c, *p++); n--; }
-    while (n >= 8) { c = __builtin_aarch64_crc32cx(c, fq_load_le64(p)); p += 8; n -= 8; }
+    while (n >= 8) { c = __builtin_aarch64_crc32cx(c, fq_ld64(p)); p += 8; n -= 8; }
     while (n--) c = __builtin_aarch64_crc32cb(c, *p++);
     return ~c;
 }

@@ -9,6 +9,7 @@
 
 #include "fq_atomic.h"          /* first: it sets _GNU_SOURCE before any system header */
 #include "fq_crc32c.h"
+#include "fq_endian.h"
 #include "fq_park.h"
 #include <errno.h>
 #include <time.h>
@@ -47,29 +48,6 @@ static inline int64_t fq_wall_ns(void) {
 }
 
 static const unsigned char fq_seg_magic[8] = {'F', 'Q', 'L', 'O', 'G', 'S', 'E', 'G'};
-
-/* ---- little-endian access (the format is little-endian on every host) ---- */
-static inline uint32_t fq_ld32(const unsigned char *p) {
-    uint32_t v; memcpy(&v, p, 4);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    return v;
-}
-static inline uint64_t fq_ld64(const unsigned char *p) { return fq_load_le64(p); }
-static inline void fq_st32(unsigned char *p, uint32_t v) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    memcpy(p, &v, 4);
-}
-static inline void fq_st64(unsigned char *p, uint64_t v) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    memcpy(p, &v, 8);
-}
-static inline uint16_t fq_ld16(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 static inline uint64_t fq_rec_size(uint64_t key_len, uint64_t value_len) {
     return (FQ_REC_HEADER + key_len + value_len + 7u) & ~(uint64_t)7u;

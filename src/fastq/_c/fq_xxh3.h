@@ -1,7 +1,7 @@
 /* fq_xxh3.h - XXH3-64 (xxHash 0.8's XXH3_64bits / XXH3_64bits_withSeed), written from the
  * published algorithm description (xxhash_spec.md). The 192-byte default secret is a constant
  * of that specification. Tested bit-exact against the `xxhash` package (tests/conformance).
- * Portable C: little-endian reads; 64x64->128 multiply via __uint128_t where available.
+ * Portable C: little-endian reads (fq_endian.h); 64x64->128 multiply via __uint128_t where available.
  * No GIL needed. Groundwork for issue 4 (hash64 / partition / dedup windows). */
 #ifndef FQ_XXH3_H
 #define FQ_XXH3_H
@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "fq_endian.h"
 
 #define FQ_P32_1 0x9E3779B1u
 #define FQ_P32_2 0x85EBCA77u
@@ -37,26 +39,6 @@ static const unsigned char fq_xxh3_secret[FQ_XXH3_SECRET_BYTES] = {
     0x45, 0xcb, 0x3a, 0x8f, 0x95, 0x16, 0x04, 0x28, 0xaf, 0xd7, 0xfb, 0xca, 0xbb, 0x4b, 0x40, 0x7e,
 };
 
-static inline uint64_t fq_x_r64(const unsigned char *p) {
-    uint64_t v; memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-static inline uint32_t fq_x_r32(const unsigned char *p) {
-    uint32_t v; memcpy(&v, p, 4);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    return v;
-}
-static inline void fq_x_w64(unsigned char *p, uint64_t v) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    memcpy(p, &v, 8);
-}
 static inline uint64_t fq_x_rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
 /* the 128-bit product of a and b, its two halves XORed */
@@ -90,31 +72,31 @@ static inline uint64_t fq_x_rrmxmx(uint64_t h, uint64_t len) {
     return h ^ (h >> 28);
 }
 static inline uint64_t fq_x_mix16(const unsigned char *in, const unsigned char *sec, uint64_t seed) {
-    return fq_x_mulfold(fq_x_r64(in) ^ (fq_x_r64(sec) + seed),
-                        fq_x_r64(in + 8) ^ (fq_x_r64(sec + 8) - seed));
+    return fq_x_mulfold(fq_ld64(in) ^ (fq_ld64(sec) + seed),
+                        fq_ld64(in + 8) ^ (fq_ld64(sec + 8) - seed));
 }
 
 static uint64_t fq_x_len_0to16(const unsigned char *in, size_t len, const unsigned char *sec,
                                uint64_t seed) {
     if (len > 8) {
-        uint64_t flip1 = (fq_x_r64(sec + 24) ^ fq_x_r64(sec + 32)) + seed;
-        uint64_t flip2 = (fq_x_r64(sec + 40) ^ fq_x_r64(sec + 48)) - seed;
-        uint64_t lo = fq_x_r64(in) ^ flip1, hi = fq_x_r64(in + len - 8) ^ flip2;
+        uint64_t flip1 = (fq_ld64(sec + 24) ^ fq_ld64(sec + 32)) + seed;
+        uint64_t flip2 = (fq_ld64(sec + 40) ^ fq_ld64(sec + 48)) - seed;
+        uint64_t lo = fq_ld64(in) ^ flip1, hi = fq_ld64(in + len - 8) ^ flip2;
         return fq_x_avalanche(len + __builtin_bswap64(lo) + hi + fq_x_mulfold(lo, hi));
     }
     if (len >= 4) {
         seed ^= (uint64_t)__builtin_bswap32((uint32_t)seed) << 32;
-        uint64_t in1 = fq_x_r32(in), in2 = fq_x_r32(in + len - 4);
-        uint64_t flip = (fq_x_r64(sec + 8) ^ fq_x_r64(sec + 16)) - seed;
+        uint64_t in1 = fq_ld32(in), in2 = fq_ld32(in + len - 4);
+        uint64_t flip = (fq_ld64(sec + 8) ^ fq_ld64(sec + 16)) - seed;
         return fq_x_rrmxmx((in2 + (in1 << 32)) ^ flip, len);
     }
     if (len > 0) {
         uint32_t c1 = in[0], c2 = in[len >> 1], c3 = in[len - 1];
         uint32_t combined = (c1 << 16) | (c2 << 24) | c3 | ((uint32_t)len << 8);
-        uint64_t flip = (uint64_t)(fq_x_r32(sec) ^ fq_x_r32(sec + 4)) + seed;
+        uint64_t flip = (uint64_t)(fq_ld32(sec) ^ fq_ld32(sec + 4)) + seed;
         return fq_x_avalanche64((uint64_t)combined ^ flip);
     }
-    return fq_x_avalanche64(seed ^ (fq_x_r64(sec + 56) ^ fq_x_r64(sec + 64)));
+    return fq_x_avalanche64(seed ^ (fq_ld64(sec + 56) ^ fq_ld64(sec + 64)));
 }
 
 static uint64_t fq_x_len_17to128(const unsigned char *in, size_t len, const unsigned char *sec,
@@ -150,7 +132,7 @@ static uint64_t fq_x_len_129to240(const unsigned char *in, size_t len, const uns
 
 static inline void fq_x_stripe(uint64_t *acc, const unsigned char *in, const unsigned char *sec) {
     for (int i = 0; i < 8; i++) {
-        uint64_t v = fq_x_r64(in + 8 * i), k = v ^ fq_x_r64(sec + 8 * i);
+        uint64_t v = fq_ld64(in + 8 * i), k = v ^ fq_ld64(sec + 8 * i);
         acc[i ^ 1] += v;
         acc[i] += (uint64_t)(uint32_t)k * (k >> 32);
     }
@@ -158,7 +140,7 @@ static inline void fq_x_stripe(uint64_t *acc, const unsigned char *in, const uns
 static inline void fq_x_scramble(uint64_t *acc, const unsigned char *sec) {
     for (int i = 0; i < 8; i++) {
         uint64_t a = acc[i];
-        a ^= a >> 47; a ^= fq_x_r64(sec + 8 * i); a *= FQ_P32_1;
+        a ^= a >> 47; a ^= fq_ld64(sec + 8 * i); a *= FQ_P32_1;
         acc[i] = a;
     }
 }
@@ -178,8 +160,8 @@ static uint64_t fq_x_long(const unsigned char *in, size_t len, const unsigned ch
     fq_x_stripe(acc, in + len - 64, sec + FQ_XXH3_SECRET_BYTES - 64 - 7);
     uint64_t r = (uint64_t)len * FQ_P64_1;
     for (int i = 0; i < 4; i++)
-        r += fq_x_mulfold(acc[2 * i] ^ fq_x_r64(sec + 11 + 16 * i),
-                          acc[2 * i + 1] ^ fq_x_r64(sec + 11 + 16 * i + 8));
+        r += fq_x_mulfold(acc[2 * i] ^ fq_ld64(sec + 11 + 16 * i),
+                          acc[2 * i + 1] ^ fq_ld64(sec + 11 + 16 * i + 8));
     return fq_x_avalanche(r);
 }
 
@@ -192,8 +174,8 @@ static uint64_t fq_xxh3_64(const void *data, size_t len, uint64_t seed) {
     if (seed == 0) return fq_x_long(in, len, fq_xxh3_secret);
     unsigned char custom[FQ_XXH3_SECRET_BYTES];       /* the seed folded into the secret */
     for (int i = 0; i < FQ_XXH3_SECRET_BYTES / 16; i++) {
-        fq_x_w64(custom + 16 * i, fq_x_r64(fq_xxh3_secret + 16 * i) + seed);
-        fq_x_w64(custom + 16 * i + 8, fq_x_r64(fq_xxh3_secret + 16 * i + 8) - seed);
+        fq_st64(custom + 16 * i, fq_ld64(fq_xxh3_secret + 16 * i) + seed);
+        fq_st64(custom + 16 * i + 8, fq_ld64(fq_xxh3_secret + 16 * i + 8) - seed);
     }
     return fq_x_long(in, len, custom);
 }
