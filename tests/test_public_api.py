@@ -18,6 +18,8 @@ import fastq
 EXPECTED_ALL = (
     "Closed",
     "CorruptLogError",
+    "DedupStatistics",
+    "DedupWindow",
     "Empty",
     "FastqError",
     "Full",
@@ -28,6 +30,11 @@ EXPECTED_ALL = (
     "RingBuffer",
     "SegmentLog",
     "__version__",
+    "group_by_partition",
+    "hash64",
+    "hash_many",
+    "partition",
+    "partition_many",
 )
 
 # Sub-package -> layer. Top-level modules (errors, stats, _core, ...) are layer 0.

@@ -9,11 +9,18 @@ from .errors import Full as Full
 from .errors import LogFailedError as LogFailedError
 from .errors import LogLockedError as LogLockedError
 from .errors import OffsetOutOfRange as OffsetOutOfRange
+from .stats import DedupStatistics as DedupStatistics
 
 try:
+    from ._core import DedupWindow as DedupWindow
     from ._core import Record as Record
     from ._core import RingBuffer as RingBuffer
     from ._core import SegmentLog as SegmentLog
+    from ._core import group_by_partition as group_by_partition
+    from ._core import hash64 as hash64
+    from ._core import hash_many as hash_many
+    from ._core import partition as partition
+    from ._core import partition_many as partition_many
 except ImportError as exc:  # pragma: no cover - only without a built extension
     raise ImportError(
         "fastq's native core (fastq._core) is not built or does not match this Python; "
@@ -23,6 +30,8 @@ except ImportError as exc:  # pragma: no cover - only without a built extension
 __all__ = (
     "Closed",
     "CorruptLogError",
+    "DedupStatistics",
+    "DedupWindow",
     "Empty",
     "FastqError",
     "Full",
@@ -33,4 +42,9 @@ __all__ = (
     "RingBuffer",
     "SegmentLog",
     "__version__",
+    "group_by_partition",
+    "hash64",
+    "hash_many",
+    "partition",
+    "partition_many",
 )

@@ -2,7 +2,7 @@
 
 cimport cython
 from cpython.ref cimport PyObject
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 
 cdef extern from "fq_mode.h":
@@ -185,12 +185,91 @@ cdef extern from "fq_xxh3.h" nogil:
     uint64_t fq_xxh3_64(const void *data, size_t length, uint64_t seed)
 
 
+cdef extern from "fq_hash.h" nogil:
+    enum:
+        FQ_STRATEGY_MODULO
+        FQ_STRATEGY_JUMP
+        FQ_KEYS_U64            # 8-byte integers in host byte order
+        FQ_KEYS_U64_SWAP       # 8-byte integers in the other byte order
+        FQ_KEYS_FIXED          # numpy S<n>: trailing NULs are not part of the key
+
+    ctypedef struct fq_divisor:
+        uint32_t d
+    ctypedef struct fq_key_array:
+        const unsigned char *base
+        Py_ssize_t stride
+        size_t n
+        size_t itemsize
+        int kind
+
+    uint64_t fq_hash_u64(uint64_t v, uint64_t seed)        # = XXH3 of v's 8 LE bytes
+    fq_divisor fq_divisor_new(uint32_t d)
+    int32_t fq_jump(uint64_t key, int32_t n)
+    size_t fq_fixed_len(const unsigned char *p, size_t itemsize)
+    uint64_t fq_key_array_u64(const fq_key_array *a, size_t i)
+    void fq_hash_array(const fq_key_array *a, uint64_t seed, uint64_t *out)
+    void fq_partition_hashes(const uint64_t *h, size_t n, const fq_divisor *dv, int strategy,
+                             int32_t *out)
+    void fq_partition_array(const fq_key_array *a, const fq_divisor *dv, int strategy,
+                            int32_t *out)
+    void fq_group(const int32_t *part, size_t n, uint32_t n_parts, int64_t *counts,
+                  int64_t *order, int64_t *cursor)
+
+
+cdef extern from "fq_dedup.h" nogil:
+    const uint64_t FQ_DD_MAX_KEYS
+    ctypedef struct fq_dedup:
+        double ttl
+        uint64_t max_keys
+        uint64_t fp_mask
+        bint exact
+        uint32_t cap
+        uint32_t live
+        uint32_t nslots
+        double now                 # latest clock reading
+        uint64_t evictions
+        uint64_t expiries
+        uint64_t inserts
+        uint64_t hits
+    ctypedef struct fq_dd_header:
+        uint64_t seed
+        uint64_t fp_mask
+        uint64_t max_keys
+        uint64_t count
+        double ttl
+        int64_t wall_ns
+        bint exact
+
+    int fq_dd_init(fq_dedup *d, double ttl, uint64_t max_keys, int exact, uint64_t fp_mask)
+    void fq_dd_free(fq_dedup *d)
+    int fq_dd_clear(fq_dedup *d)
+    void fq_dd_advance(fq_dedup *d, double now)
+    int fq_dd_seen(fq_dedup *d, uint64_t fp, const void *key, size_t klen)   # 1 / 0 / -errno
+    size_t fq_dd_seen_many(fq_dedup *d, const uint64_t *fp, const unsigned char *const *kp,
+                           const size_t *kl, size_t n, unsigned char *out, int *err)
+    bint fq_dd_contains(const fq_dedup *d, uint64_t fp, const void *key, size_t klen)
+    bint fq_dd_forget(fq_dedup *d, uint64_t fp, const void *key, size_t klen)
+    uint64_t fq_dd_memory(const fq_dedup *d)
+    uint64_t fq_dd_snapshot_size(const fq_dedup *d)
+    void fq_dd_snapshot(const fq_dedup *d, uint64_t seed, int64_t wall_ns, unsigned char *out)
+    int64_t fq_dd_check(const unsigned char *b, uint64_t length, fq_dd_header *h, const char **why)
+    int fq_dd_restore(fq_dedup *d, const unsigned char *b, const fq_dd_header *h, double now,
+                      double elapsed, int64_t *dup_pos)
+
+
 cdef extern from "fq_py.h":
     # hands a slot's owned reference to Cython (no extra INCREF); never NULL
     object fq_steal(void *p)
     void fq_list_set(object lst, Py_ssize_t i, void *p)
     # wraps RingBuffer's tp_traverse/tp_clear so the GC sees the items in the slots
     void fq_ring_install_gc(object ring_type, Py_ssize_t ring_field_offset)
+    # bytes / str keys without reference counting: 1 fast type, 0 other type, -1 error set
+    int fq_key_fast(PyObject *o, const char **p, Py_ssize_t *n) except -1
+    # a PyMutex on free-threaded builds, nothing on GIL builds (the GIL serialises callers)
+    ctypedef struct fq_pylock:
+        pass
+    void fq_pylock_acquire(fq_pylock *m) nogil
+    void fq_pylock_release(fq_pylock *m) nogil
 
 
 @cython.final
@@ -324,3 +403,18 @@ cdef class _LogIterator:
 
     @staticmethod
     cdef _LogIterator _new(SegmentLog log, uint64_t pos, bint follow, int64_t kind, int64_t timeout)
+
+
+@cython.final
+cdef class DedupWindow:
+    cdef fq_dedup _d               # the C window (fq_dedup.h); guarded by _lock
+    cdef fq_pylock _lock           # free-threaded builds only; GIL builds need none
+    cdef bint _ready               # _d initialised (a failed __init__ leaves it unset)
+    cdef uint64_t _seed            # fingerprint seed: random per window, kept by snapshots
+    cdef object _clock             # None: the C monotonic clock; else a callable -> seconds
+
+    cdef int _setup(self, double ttl, uint64_t max_keys, bint exact, uint64_t mask,
+                    uint64_t seed, object clock) except -1
+    cdef double _now(self) except? -1.0
+    cdef int _lookup(self, object key, bint forget) except -1
+    cdef int _check(self, int rc) except -1

@@ -2,11 +2,15 @@
 
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import GenericAlias, TracebackType
 from typing import Any, Generic, Literal, TypeVar, final
 
+import numpy as np
+import numpy.typing as npt
 from typing_extensions import Buffer, Self
+
+from fastq.stats import DedupStatistics
 
 _T = TypeVar("_T")
 
@@ -134,3 +138,54 @@ class SegmentLog:
         tb: TracebackType | None,
         /,
     ) -> Literal[False]: ...
+
+# ---- hashing and partition routing ------------------------------------------------------
+
+_Key = Buffer | str | int
+_KeyArray = npt.NDArray[np.uint64] | npt.NDArray[np.int64] | npt.NDArray[np.bytes_]
+_Keys = Iterable[_Key] | _KeyArray
+_Strategy = Literal["modulo", "jump"]
+
+def hash64(key: _Key, seed: int = 0) -> int: ...
+def partition(key: _Key, partitions: int, *, strategy: _Strategy = "modulo") -> int: ...
+def hash_many(keys: _Keys, seed: int = 0) -> npt.NDArray[np.uint64]: ...
+def partition_many(
+    keys: _Keys, partitions: int, *, strategy: _Strategy = "modulo"
+) -> npt.NDArray[np.int32]: ...
+def group_by_partition(
+    keys: _Keys, partitions: int, *, strategy: _Strategy = "modulo"
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+@final
+class DedupWindow:
+    def __init__(
+        self,
+        ttl: float = 300.0,
+        max_keys: int = 1_000_000,
+        *,
+        exact: bool = False,
+        clock: Callable[[], float] | None = None,
+        _fingerprint_bits: int = 64,
+    ) -> None: ...
+    def seen(self, key: _Key) -> bool: ...
+    def seen_many(self, keys: _Keys) -> npt.NDArray[np.bool_]: ...
+    def contains(self, key: _Key) -> bool: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def forget(self, key: _Key) -> bool: ...
+    def __len__(self) -> int: ...
+    def clear(self) -> None: ...
+    def statistics(self) -> DedupStatistics: ...
+    @property
+    def ttl(self) -> float: ...
+    @property
+    def max_keys(self) -> int: ...
+    @property
+    def exact(self) -> bool: ...
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(
+        data: Buffer,
+        *,
+        clock: Callable[[], float] | None = None,
+        elapsed: float | None = None,
+        source: str = "<bytes>",
+    ) -> DedupWindow: ...

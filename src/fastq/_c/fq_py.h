@@ -57,4 +57,34 @@ static void fq_ring_install_gc(PyObject *type, Py_ssize_t ring_field_offset) {
     }
 }
 
+/* ---- keys (hashing and dedup) -------------------------------------------------------------
+ * The two key types a batch is usually made of, without touching reference counts:
+ * 1 = bytes or str (p, n set to the bytes / the UTF-8), 0 = another type, -1 = error set
+ * (a str that cannot be encoded, such as a lone surrogate). */
+static inline int fq_key_fast(PyObject *o, const char **p, Py_ssize_t *n) {
+    if (PyBytes_CheckExact(o)) {
+        *p = PyBytes_AS_STRING(o);
+        *n = PyBytes_GET_SIZE(o);
+        return 1;
+    }
+    if (PyUnicode_CheckExact(o)) {
+        *p = PyUnicode_AsUTF8AndSize(o, n);
+        return *p ? 1 : -1;
+    }
+    return 0;
+}
+
+/* A per-object lock that costs nothing where the GIL already serialises callers: a PyMutex on
+ * free-threaded builds (it detaches the thread state while it waits), nothing on GIL builds.
+ * Code holding it must not run Python code or release the GIL. */
+#ifdef Py_GIL_DISABLED
+typedef PyMutex fq_pylock;
+#  define fq_pylock_acquire(m) PyMutex_Lock(m)
+#  define fq_pylock_release(m) PyMutex_Unlock(m)
+#else
+typedef char fq_pylock;
+#  define fq_pylock_acquire(m) ((void)(m))
+#  define fq_pylock_release(m) ((void)(m))
+#endif
+
 #endif

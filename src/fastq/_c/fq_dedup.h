@@ -1,0 +1,587 @@
+/* fq_dedup.h - a time-windowed set of key fingerprints: the engine of fastq.DedupWindow.
+ *
+ * Entries live in a FIFO ring in insertion order. The TTL is the same for every entry and the
+ * clock never moves backwards, so insertion order is also expiry order: expiring and evicting
+ * both pop the ring's front, O(1) each. The index that finds an entry by fingerprint is a
+ * bucketized cuckoo hash table (Pagh & Rodler 2001; 4-way buckets as in Fan et al.'s cuckoo
+ * filter, 2014): a key may sit in either of two 4-slot buckets picked by its tag, so a lookup
+ * reads at most 8 slots, and a removal just clears its slot (no shifting, no tombstones). An
+ * insert that finds both buckets full moves residents to their other bucket; the rare entry
+ * that still finds no room goes to a small stash searched last. Each slot is 8 bytes: 32 bits
+ * of the fingerprint (the "tag": it picks the buckets, so moving never looks at the ring) and
+ * the ring position + 1 (0 = empty slot).
+ *
+ * Memory (fingerprint mode): ring 16 B per entry with 1/16 spare for forgotten entries, index
+ * 1.67 slots per entry (load <= 0.6): about 30 B per key at max_keys (docs/hashing.md). Exact mode keeps each
+ * key's bytes in an arena (4-byte length + bytes) and compares them, so two keys with equal
+ * fingerprints are never confused.
+ *
+ * Pure C, not thread-safe: the Python layer serialises calls. No Python API here. */
+#ifndef FQ_DEDUP_H
+#define FQ_DEDUP_H
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fq_crc32c.h"
+#include "fq_endian.h"
+
+#define FQ_DD_MAX_KEYS (1u << 30)
+#define FQ_DD_DEAD (-INFINITY)              /* `expires` of an entry removed by forget() */
+
+typedef struct {
+    uint64_t fp;
+    double expires;                         /* insertion time + ttl, or FQ_DD_DEAD */
+} fq_dd_entry;
+
+#define FQ_DD_WAYS 4                        /* slots per bucket */
+#define FQ_DD_AHEAD 12                      /* seen_many prefetches this many keys ahead */
+#define FQ_DD_KICKS 500                     /* moves an insert may make before using the stash */
+
+typedef struct {
+    uint64_t *slots;                        /* nbuckets * FQ_DD_WAYS, 64-byte aligned */
+    void *raw;                              /* what to free */
+    uint32_t nbuckets;
+    uint64_t *stash;                        /* entries that found no room in their buckets */
+    uint32_t stash_n, stash_cap;
+} fq_dd_index;
+
+typedef struct {
+    double ttl;
+    uint64_t max_keys;
+    uint64_t fp_mask;                       /* all ones; a test hook narrows it */
+    int exact;
+    /* the FIFO ring */
+    fq_dd_entry *ring;
+    uint64_t *koff;                         /* exact: arena offset of each entry's key */
+    uint32_t cap, cap_max, head, used;      /* used counts forgotten (dead) entries too */
+    uint32_t live;
+    fq_dd_index ix;
+    uint64_t rng;                           /* xorshift state: which resident an insert moves */
+    /* exact: key bytes, logical offsets [a_head, a_tail) stored at arena[off - a_base] */
+    unsigned char *arena;
+    uint64_t a_cap, a_base, a_head, a_tail;
+    double now;                             /* the latest clock reading (never decreases) */
+    uint64_t evictions, expiries, inserts, hits;
+} fq_dedup;
+
+static inline uint32_t fq_dd_tag(uint64_t fp) { return (uint32_t)(fp >> 32) ^ (uint32_t)fp; }
+static inline uint32_t fq_dd_b1(const fq_dd_index *x, uint32_t tag) {
+    return (uint32_t)(((uint64_t)tag * x->nbuckets) >> 32);
+}
+static inline uint32_t fq_dd_b2(const fq_dd_index *x, uint32_t tag) {
+    uint32_t t2 = (uint32_t)(((uint64_t)tag * 0x9E3779B97F4A7C15ull) >> 32);
+    return (uint32_t)(((uint64_t)t2 * x->nbuckets) >> 32);
+}
+static inline uint32_t fq_dd_pos(const fq_dedup *d, uint32_t k) {   /* ring index of the k-th oldest */
+    uint64_t p = (uint64_t)d->head + k;
+    return (uint32_t)(p >= d->cap ? p - d->cap : p);
+}
+static inline uint32_t fq_dd_buckets_for(uint32_t n) { return (uint32_t)((uint64_t)n * 5 / 12 + 2); }  /* load <= 0.6 */
+
+static inline const unsigned char *fq_dd_key(const fq_dedup *d, uint32_t idx, uint32_t *len) {
+    const unsigned char *p = d->arena + (d->koff[idx] - d->a_base);
+    *len = fq_ld32(p);
+    return p + 4;
+}
+
+static inline int fq_dd_match(const fq_dedup *d, uint64_t slot, uint32_t tag, uint64_t fp,
+                              const void *key, size_t klen) {
+    if ((uint32_t)(slot >> 32) != tag || slot == 0) return 0;
+    uint32_t idx = (uint32_t)slot - 1, n;
+    if (d->ring[idx].fp != fp) return 0;
+    if (!d->exact) return 1;
+    const unsigned char *k = fq_dd_key(d, idx, &n);
+    return n == klen && memcmp(k, key, klen) == 0;
+}
+
+/* bit w set where bucket slot w holds `tag` / is empty / indexes ring position idx: plain
+ * compares that compile to branch-free code (the scans decide nothing until the mask is in) */
+static inline unsigned fq_dd_tagmask(const uint64_t *b, uint32_t tag) {
+    return (unsigned)((uint32_t)(b[0] >> 32) == tag) | (unsigned)((uint32_t)(b[1] >> 32) == tag) << 1 |
+           (unsigned)((uint32_t)(b[2] >> 32) == tag) << 2 | (unsigned)((uint32_t)(b[3] >> 32) == tag) << 3;
+}
+static inline unsigned fq_dd_emptymask(const uint64_t *b) {
+    return (unsigned)(b[0] == 0) | (unsigned)(b[1] == 0) << 1 | (unsigned)(b[2] == 0) << 2 |
+           (unsigned)(b[3] == 0) << 3;
+}
+static inline unsigned fq_dd_idxmask(const uint64_t *b, uint32_t v) {
+    return (unsigned)((uint32_t)b[0] == v) | (unsigned)((uint32_t)b[1] == v) << 1 |
+           (unsigned)((uint32_t)b[2] == v) << 2 | (unsigned)((uint32_t)b[3] == v) << 3;
+}
+static inline uint64_t *fq_dd_bucket(const fq_dd_index *x, uint32_t b) {
+    return x->slots + (size_t)FQ_DD_WAYS * b;
+}
+
+/* the slot holding the entry for (fp, key), or NULL */
+static inline uint64_t *fq_dd_find(const fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
+    const fq_dd_index *x = &d->ix;
+    uint32_t tag = fq_dd_tag(fp), w;
+    uint64_t *p1 = fq_dd_bucket(x, fq_dd_b1(x, tag)), *p2 = fq_dd_bucket(x, fq_dd_b2(x, tag));
+    unsigned m = fq_dd_tagmask(p1, tag) | fq_dd_tagmask(p2, tag) << 4;
+    while (m) {                                   /* candidates: almost always the key itself */
+        unsigned k = (unsigned)__builtin_ctz(m);
+        uint64_t *sp = k < 4 ? p1 + k : p2 + (k - 4);
+        if (fq_dd_match(d, *sp, tag, fp, key, klen)) return sp;
+        m &= m - 1;
+    }
+    for (w = 0; w < x->stash_n; w++)
+        if (fq_dd_match(d, x->stash[w], tag, fp, key, klen)) return &x->stash[w];
+    return NULL;
+}
+
+static inline int fq_dd_place(uint64_t *b, uint64_t e) {     /* into an empty slot of b */
+    unsigned m = fq_dd_emptymask(b);
+    if (!m) return 0;
+    b[__builtin_ctz(m)] = e;
+    return 1;
+}
+
+/* index ring position idx under tag; 0 or ENOMEM (only when the stash must grow) */
+static int fq_dd_index_put(fq_dd_index *x, uint64_t *rng, uint32_t tag, uint32_t idx) {
+    uint64_t e = ((uint64_t)tag << 32) | (uint64_t)(idx + 1);
+    uint32_t b1 = fq_dd_b1(x, tag), b2 = fq_dd_b2(x, tag), b;
+    uint64_t *p1 = fq_dd_bucket(x, b1), *p2 = fq_dd_bucket(x, b2);
+    unsigned m1 = fq_dd_emptymask(p1), m2 = fq_dd_emptymask(p2);
+    if (m1 | m2) {                                /* the emptier bucket, chosen without a branch */
+        int first = __builtin_popcount(m1) >= __builtin_popcount(m2);
+        uint64_t *p = first ? p1 : p2;
+        p[__builtin_ctz(first ? m1 : m2)] = e;
+        return 0;
+    }
+    b = (*rng & 1) ? b1 : b2;
+    for (int k = 0; k < FQ_DD_KICKS; k++) {       /* move a resident to its other bucket */
+        *rng ^= *rng << 13; *rng ^= *rng >> 7; *rng ^= *rng << 17;
+        uint64_t *slot = fq_dd_bucket(x, b) + (*rng >> 62);
+        uint64_t moved = *slot;
+        *slot = e;
+        e = moved;
+        uint32_t t = (uint32_t)(e >> 32), a1 = fq_dd_b1(x, t);
+        b = b == a1 ? fq_dd_b2(x, t) : a1;
+        if (fq_dd_place(fq_dd_bucket(x, b), e)) return 0;
+    }
+    if (x->stash_n == x->stash_cap) {
+        uint32_t cap = x->stash_cap ? x->stash_cap * 2 : 8;
+        uint64_t *st = (uint64_t *)realloc(x->stash, (size_t)cap * 8);
+        if (!st) return ENOMEM;            /* e (a resident by now) is lost: callers rebuild */
+        x->stash = st;
+        x->stash_cap = cap;
+    }
+    x->stash[x->stash_n++] = e;
+    return 0;
+}
+
+static void fq_dd_index_free(fq_dd_index *x) {
+    free(x->raw);
+    free(x->stash);
+    memset(x, 0, sizeof(*x));
+}
+
+static int fq_dd_index_new(fq_dd_index *x, uint32_t nbuckets) {
+    memset(x, 0, sizeof(*x));
+    size_t bytes = (size_t)nbuckets * FQ_DD_WAYS * 8;
+    x->raw = calloc(1, bytes + 64);
+    if (!x->raw) return ENOMEM;
+    x->slots = (uint64_t *)(((uintptr_t)x->raw + 63) & ~(uintptr_t)63);
+    x->nbuckets = nbuckets;
+    return 0;
+}
+
+/* clear the slot at p (in a bucket or in the stash) */
+static void fq_dd_unslot(fq_dedup *d, uint64_t *p) {
+    fq_dd_index *x = &d->ix;
+    if (x->stash_n && p >= x->stash && p < x->stash + x->stash_n) {
+        *p = x->stash[--x->stash_n];
+    } else {
+        *p = 0;
+    }
+}
+
+static void fq_dd_unslot_idx(fq_dedup *d, uint32_t idx) {
+    fq_dd_index *x = &d->ix;
+    uint32_t tag = fq_dd_tag(d->ring[idx].fp), w;
+    uint64_t *p1 = fq_dd_bucket(x, fq_dd_b1(x, tag)), *p2 = fq_dd_bucket(x, fq_dd_b2(x, tag));
+    unsigned m = fq_dd_idxmask(p1, idx + 1) | fq_dd_idxmask(p2, idx + 1) << 4;
+    if (m) {
+        unsigned k = (unsigned)__builtin_ctz(m);
+        *(k < 4 ? p1 + k : p2 + (k - 4)) = 0;
+        return;
+    }
+    for (w = 0; w < x->stash_n; w++)
+        if ((uint32_t)x->stash[w] == idx + 1) { fq_dd_unslot(d, &x->stash[w]); return; }
+}
+
+/* drop the oldest entry; returns 1 if it was live */
+static int fq_dd_pop(fq_dedup *d) {
+    uint32_t idx = d->head;
+    int was_live = d->ring[idx].expires != FQ_DD_DEAD;
+    if (was_live) {
+        fq_dd_unslot_idx(d, idx);
+        d->live--;
+    }
+    if (d->exact) {
+        uint32_t n;
+        fq_dd_key(d, idx, &n);
+        d->a_head = d->koff[idx] + 4 + n;
+    }
+    d->head = d->head + 1 == d->cap ? 0 : d->head + 1;
+    d->used--;
+    if (d->used == 0 && d->exact) d->a_head = d->a_tail;
+    return was_live;
+}
+
+/* Move to time `now` (clamped so the clock never goes back) and expire what is due. */
+static void fq_dd_advance(fq_dedup *d, double now) {
+    if (now > d->now) d->now = now;
+    while (d->used) {
+        double e = d->ring[d->head].expires;
+        if (e > d->now) break;
+        if (fq_dd_pop(d)) d->expiries++;
+    }
+}
+
+/* Rebuild the ring at capacity new_cap (dropping forgotten entries) and the index to match. */
+static int fq_dd_relayout(fq_dedup *d, uint32_t new_cap) {
+    uint32_t live_cap = new_cap < d->max_keys ? new_cap : (uint32_t)d->max_keys;
+    uint32_t k, w = 0;
+    fq_dd_index ix;
+    fq_dd_entry *ring = (fq_dd_entry *)malloc((size_t)new_cap * sizeof(fq_dd_entry));
+    int ix_rc = fq_dd_index_new(&ix, fq_dd_buckets_for(live_cap));
+    uint64_t *koff = NULL;
+    unsigned char *arena = NULL;
+    uint64_t a_cap = 0, a_tail = 0;
+    if (d->exact) {
+        uint64_t bytes = 0;
+        for (k = 0; k < d->used; k++) {
+            uint32_t idx = fq_dd_pos(d, k), n;
+            if (d->ring[idx].expires == FQ_DD_DEAD) continue;
+            fq_dd_key(d, idx, &n);
+            bytes += 4 + (uint64_t)n;
+        }
+        a_cap = bytes * 2 + 256;
+        koff = (uint64_t *)malloc((size_t)new_cap * sizeof(uint64_t));
+        arena = (unsigned char *)malloc((size_t)a_cap);
+    }
+    if (!ring || ix_rc || (d->exact && (!koff || !arena))) {
+        free(ring); free(koff); free(arena);
+        fq_dd_index_free(&ix);
+        return ENOMEM;
+    }
+    for (k = 0; k < d->used; k++) {
+        uint32_t idx = fq_dd_pos(d, k);
+        if (d->ring[idx].expires == FQ_DD_DEAD) continue;
+        ring[w] = d->ring[idx];
+        if (d->exact) {
+            uint32_t n;
+            const unsigned char *key = fq_dd_key(d, idx, &n);
+            koff[w] = a_tail;
+            memcpy(arena + a_tail, key - 4, 4 + (size_t)n);
+            a_tail += 4 + n;
+        }
+        if (fq_dd_index_put(&ix, &d->rng, fq_dd_tag(ring[w].fp), w)) {
+            free(ring); free(koff); free(arena);
+            fq_dd_index_free(&ix);
+            return ENOMEM;
+        }
+        w++;
+    }
+    free(d->ring); free(d->koff); free(d->arena);
+    fq_dd_index_free(&d->ix);
+    d->ring = ring; d->ix = ix; d->koff = koff; d->arena = arena;
+    d->cap = new_cap; d->head = 0; d->used = w;
+    d->a_cap = a_cap; d->a_base = 0; d->a_head = 0; d->a_tail = a_tail;
+    return 0;
+}
+
+/* room in the arena for one more key of klen bytes */
+static int fq_dd_arena_reserve(fq_dedup *d, size_t klen) {
+    uint64_t need = 4 + (uint64_t)klen, live = d->a_tail - d->a_head;
+    if (d->a_tail - d->a_base + need <= d->a_cap) return 0;
+    if ((live + need) * 2 > d->a_cap) {                  /* grow: keep at least half free */
+        uint64_t cap = (live + need) * 2 + 256;
+        unsigned char *a = (unsigned char *)malloc((size_t)cap);
+        if (!a) return ENOMEM;
+        if (live) memcpy(a, d->arena + (d->a_head - d->a_base), (size_t)live);
+        free(d->arena);
+        d->arena = a; d->a_cap = cap;
+    } else if (live) {                                   /* slide the live bytes to the front */
+        memmove(d->arena, d->arena + (d->a_head - d->a_base), (size_t)live);
+    }
+    d->a_base = d->a_head;
+    return 0;
+}
+
+static int fq_dd_init(fq_dedup *d, double ttl, uint64_t max_keys, int exact, uint64_t fp_mask) {
+    memset(d, 0, sizeof(*d));
+    d->ttl = ttl;
+    d->max_keys = max_keys;
+    d->exact = exact;
+    d->fp_mask = fp_mask;
+    d->cap_max = (uint32_t)(max_keys + max_keys / 16 + 1);
+    d->now = -INFINITY;
+    d->rng = 0x9E3779B97F4A7C15ull;
+    return fq_dd_relayout(d, d->cap_max < 64 ? d->cap_max : 64);
+}
+
+static void fq_dd_free(fq_dedup *d) {
+    free(d->ring); free(d->koff); free(d->arena);
+    fq_dd_index_free(&d->ix);
+    d->ring = NULL; d->koff = NULL; d->arena = NULL;
+}
+
+static int fq_dd_clear(fq_dedup *d) {
+    d->used = 0; d->live = 0; d->head = 0;
+    d->a_head = d->a_tail = d->a_base;
+    return fq_dd_relayout(d, d->cap_max < 64 ? d->cap_max : 64);
+}
+
+/* Append a new entry (the caller checked it is absent). 0 or ENOMEM (nothing changed). */
+static int fq_dd_insert(fq_dedup *d, uint64_t fp, const void *key, size_t klen, double expires) {
+    if (d->live == d->max_keys) {                        /* full: the oldest live entry goes */
+        while (!fq_dd_pop(d)) {}
+        d->evictions++;
+    }
+    if (d->used == d->cap) {                             /* grow, or squeeze out forgotten ones */
+        uint64_t want = (uint64_t)d->cap * 2;
+        int rc = fq_dd_relayout(d, want < d->cap_max ? (uint32_t)want : d->cap_max);
+        if (rc) return rc;
+    }
+    if (d->exact) {
+        if (klen > 0xFFFFFFFFu) return EOVERFLOW;
+        int rc = fq_dd_arena_reserve(d, klen);
+        if (rc) return rc;
+    }
+    uint32_t idx = fq_dd_pos(d, d->used);
+    d->ring[idx].fp = fp;
+    d->ring[idx].expires = expires;
+    if (d->exact) {
+        unsigned char *p = d->arena + (d->a_tail - d->a_base);
+        fq_st32(p, (uint32_t)klen);
+        memcpy(p + 4, key, klen);
+        d->koff[idx] = d->a_tail;
+        d->a_tail += 4 + klen;
+    }
+    d->used++;
+    d->live++;
+    if (fq_dd_index_put(&d->ix, &d->rng, fq_dd_tag(fp), idx)) {
+        /* Out of memory growing the stash, and the entry being moved lost its slot: forget
+         * the new key and re-index the rest from the ring (best effort: this is OOM). */
+        d->ring[idx].expires = FQ_DD_DEAD;
+        d->live--;
+        fq_dd_relayout(d, d->cap);
+        return ENOMEM;
+    }
+    d->inserts++;
+    return 0;
+}
+
+/* check-and-insert at the current time: 1 = seen within the window, 0 = new (now remembered),
+ * negative = -errno (nothing changed) */
+static inline int fq_dd_seen(fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
+    fp &= d->fp_mask;
+    if (fq_dd_find(d, fp, key, klen)) {
+        d->hits++;
+        return 1;
+    }
+    int rc = fq_dd_insert(d, fp, key, klen, d->now + d->ttl);
+    return rc ? -rc : 0;
+}
+
+/* fq_dd_seen over a batch (keys only in exact mode: kp/kl may be NULL otherwise), prefetching
+ * the index slots a few keys ahead. Returns how many keys were done (n, or the index of the key
+ * that failed with *err = errno). */
+static size_t fq_dd_seen_many(fq_dedup *d, const uint64_t *fp, const unsigned char *const *kp,
+                              const size_t *kl, size_t n, unsigned char *out, int *err) {
+    for (size_t i = 0; i < n; i++) {
+        if (i + FQ_DD_AHEAD < n) {                /* the buckets this key will probe */
+            uint32_t t = fq_dd_tag(fp[i + FQ_DD_AHEAD] & d->fp_mask);
+            __builtin_prefetch(fq_dd_bucket(&d->ix, fq_dd_b1(&d->ix, t)));
+            __builtin_prefetch(fq_dd_bucket(&d->ix, fq_dd_b2(&d->ix, t)));
+        }
+        if (d->used > FQ_DD_AHEAD) {              /* ... and those of the entry it may evict */
+            uint32_t t = fq_dd_tag(d->ring[fq_dd_pos(d, FQ_DD_AHEAD)].fp);
+            __builtin_prefetch(fq_dd_bucket(&d->ix, fq_dd_b1(&d->ix, t)), 1);
+            __builtin_prefetch(fq_dd_bucket(&d->ix, fq_dd_b2(&d->ix, t)), 1);
+        }
+        int r = fq_dd_seen(d, fp[i], kp ? kp[i] : NULL, kp ? kl[i] : 0);
+        if (r < 0) {
+            *err = -r;
+            return i;
+        }
+        out[i] = (unsigned char)r;
+    }
+    return n;
+}
+
+static inline int fq_dd_contains(const fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
+    return fq_dd_find(d, fp & d->fp_mask, key, klen) != NULL;
+}
+
+static int fq_dd_forget(fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
+    uint64_t *slot = fq_dd_find(d, fp & d->fp_mask, key, klen);
+    if (!slot) return 0;
+    uint32_t idx = (uint32_t)*slot - 1;
+    fq_dd_unslot(d, slot);
+    d->ring[idx].expires = FQ_DD_DEAD;
+    d->live--;
+    while (d->used && d->ring[d->head].expires == FQ_DD_DEAD) fq_dd_pop(d);
+    return 1;
+}
+
+static inline uint64_t fq_dd_memory(const fq_dedup *d) {
+    return (uint64_t)d->cap * (sizeof(fq_dd_entry) + (d->exact ? 8 : 0)) +
+           ((uint64_t)d->ix.nbuckets * FQ_DD_WAYS + d->ix.stash_cap) * 8 + d->a_cap;
+}
+
+/* ---- snapshots ------------------------------------------------------------------------------
+ * Layout (little-endian, docs/hashing.md): a 96-byte header, `count` entries of
+ * (fingerprint u64, remaining lifetime f64), in exact mode `count` keys of (u32 length, bytes),
+ * and a CRC-32C of everything before it. Lifetimes are relative, so a snapshot is portable
+ * across processes and reboots. */
+#define FQ_DD_MAGIC "FQDEDUP\0"
+#define FQ_DD_VERSION 1u
+#define FQ_DD_HEADER 96u
+
+static inline uint64_t fq_dd_f64_bits(double v) { uint64_t u; memcpy(&u, &v, 8); return u; }
+static inline double fq_dd_bits_f64(uint64_t u) { double v; memcpy(&v, &u, 8); return v; }
+
+static uint64_t fq_dd_snapshot_size(const fq_dedup *d) {
+    uint64_t n = FQ_DD_HEADER + (uint64_t)d->live * 16 + 4;
+    if (d->exact) {
+        for (uint32_t k = 0; k < d->used; k++) {
+            uint32_t idx = fq_dd_pos(d, k), len;
+            if (d->ring[idx].expires == FQ_DD_DEAD) continue;
+            fq_dd_key(d, idx, &len);
+            n += 4 + (uint64_t)len;
+        }
+    }
+    return n;
+}
+
+/* writes exactly fq_dd_snapshot_size(d) bytes */
+static void fq_dd_snapshot(const fq_dedup *d, uint64_t seed, int64_t wall_ns, unsigned char *out) {
+    unsigned char *p = out;
+    memcpy(p, FQ_DD_MAGIC, 8);
+    fq_st32(p + 8, FQ_DD_VERSION);
+    fq_st32(p + 12, d->exact ? 1u : 0u);
+    fq_st64(p + 16, seed);
+    fq_st64(p + 24, d->fp_mask);
+    fq_st64(p + 32, fq_dd_f64_bits(d->ttl));
+    fq_st64(p + 40, d->max_keys);
+    fq_st64(p + 48, d->live);
+    fq_st64(p + 56, d->evictions);
+    fq_st64(p + 64, d->expiries);
+    fq_st64(p + 72, d->inserts);
+    fq_st64(p + 80, d->hits);
+    fq_st64(p + 88, (uint64_t)wall_ns);
+    p += FQ_DD_HEADER;
+    for (uint32_t k = 0; k < d->used; k++) {
+        const fq_dd_entry *e = &d->ring[fq_dd_pos(d, k)];
+        if (e->expires == FQ_DD_DEAD) continue;
+        double rem = e->expires - d->now;            /* rounding may push it past ttl */
+        rem = rem > d->ttl ? d->ttl : rem > 0 ? rem : 0.0;
+        fq_st64(p, e->fp);
+        fq_st64(p + 8, fq_dd_f64_bits(rem));
+        p += 16;
+    }
+    if (d->exact) {
+        for (uint32_t k = 0; k < d->used; k++) {
+            uint32_t idx = fq_dd_pos(d, k), len;
+            if (d->ring[idx].expires == FQ_DD_DEAD) continue;
+            const unsigned char *key = fq_dd_key(d, idx, &len);
+            memcpy(p, key - 4, 4 + (size_t)len);
+            p += 4 + len;
+        }
+    }
+    fq_st32(p, fq_crc32c(0, out, (size_t)(p - out)));
+}
+
+typedef struct {
+    uint64_t seed, fp_mask, max_keys, count, evictions, expiries, inserts, hits;
+    double ttl;
+    int64_t wall_ns;
+    int exact;
+} fq_dd_header;
+
+/* Validate a snapshot and read its header. 0, or the byte position of the first problem with
+ * *why set (the position is >= 0; the snapshot is rejected as a whole). Pure: fuzzable. */
+static int64_t fq_dd_check(const unsigned char *b, uint64_t len, fq_dd_header *h, const char **why) {
+    uint64_t pos, k, need;
+    *why = NULL;
+    if (len < 8 || memcmp(b, FQ_DD_MAGIC, 8) != 0) { *why = "not a DedupWindow snapshot (bad magic)"; return 0; }
+    if (len < FQ_DD_HEADER + 4) { *why = "truncated header"; return (int64_t)len; }
+    if (fq_ld32(b + 8) != FQ_DD_VERSION) { *why = "unsupported snapshot version"; return 8; }
+    uint32_t flags = fq_ld32(b + 12);
+    if (flags > 1) { *why = "unknown flags"; return 12; }
+    h->exact = (int)flags;
+    h->seed = fq_ld64(b + 16);
+    h->fp_mask = fq_ld64(b + 24);
+    h->ttl = fq_dd_bits_f64(fq_ld64(b + 32));
+    h->max_keys = fq_ld64(b + 40);
+    h->count = fq_ld64(b + 48);
+    h->evictions = fq_ld64(b + 56);
+    h->expiries = fq_ld64(b + 64);
+    h->inserts = fq_ld64(b + 72);
+    h->hits = fq_ld64(b + 80);
+    h->wall_ns = (int64_t)fq_ld64(b + 88);
+    need = FQ_DD_HEADER + h->count * 16 + 4;
+    if (h->count > FQ_DD_MAX_KEYS || need > len) {
+        *why = "truncated: fewer entries than the header counts"; return (int64_t)(h->count > FQ_DD_MAX_KEYS ? 48 : len);
+    }
+    if (h->exact) {
+        pos = FQ_DD_HEADER + h->count * 16;
+        for (k = 0; k < h->count; k++) {
+            if (pos + 4 > len - 4) { *why = "truncated key"; return (int64_t)pos; }
+            pos += 4 + (uint64_t)fq_ld32(b + pos);
+            if (pos > len - 4) { *why = "truncated key"; return (int64_t)(len - 4); }
+        }
+        need = pos + 4;
+    }
+    if (need != len) { *why = need < len ? "trailing bytes after the checksum" : "truncated"; return (int64_t)(need < len ? need : len); }
+    if (fq_crc32c(0, b, (size_t)(len - 4)) != fq_ld32(b + len - 4)) { *why = "checksum mismatch"; return (int64_t)(len - 4); }
+    /* checksummed, so what follows only rejects snapshots no DedupWindow writes */
+    if (!(h->ttl > 0)) { *why = "ttl is not positive"; return 32; }
+    if (h->max_keys < 1 || h->max_keys > FQ_DD_MAX_KEYS) { *why = "max_keys out of range"; return 40; }
+    if (h->count > h->max_keys) { *why = "more entries than max_keys"; return 48; }
+    double prev = 0.0;
+    for (k = 0, pos = FQ_DD_HEADER; k < h->count; k++, pos += 16) {
+        double rem = fq_dd_bits_f64(fq_ld64(b + pos + 8));
+        if (!(rem >= prev && rem <= h->ttl)) { *why = "entry lifetime out of order or range"; return (int64_t)(pos + 8); }
+        prev = rem;
+    }
+    return -1;
+}
+
+/* Load a checked snapshot into a freshly initialised d (same exact / fp_mask / ttl /
+ * max_keys) at time `now`, aging every entry by `elapsed` seconds; entries already past their
+ * lifetime are dropped. 0, ENOMEM, or EINVAL with *dup_pos set (two equal keys). */
+static int fq_dd_restore(fq_dedup *d, const unsigned char *b, const fq_dd_header *h, double now,
+                         double elapsed, int64_t *dup_pos) {
+    uint64_t k, kpos = FQ_DD_HEADER + h->count * 16;
+    fq_dd_advance(d, now);
+    for (k = 0; k < h->count; k++) {
+        const unsigned char *e = b + FQ_DD_HEADER + 16 * k;
+        uint64_t fp = fq_ld64(e) & d->fp_mask;
+        double rem = fq_dd_bits_f64(fq_ld64(e + 8)) - elapsed;
+        const unsigned char *key = NULL;
+        uint32_t klen = 0;
+        if (h->exact) {
+            klen = fq_ld32(b + kpos);
+            key = b + kpos + 4;
+            kpos += 4 + (uint64_t)klen;
+        }
+        if (!(rem > 0)) continue;
+        if (fq_dd_find(d, fp, key, klen)) { *dup_pos = (int64_t)(FQ_DD_HEADER + 16 * k); return EINVAL; }
+        int rc = fq_dd_insert(d, fp, key, klen, d->now + rem);
+        if (rc) return rc;
+    }
+    d->inserts = h->inserts;
+    d->evictions = h->evictions;
+    d->expiries = h->expiries;
+    d->hits = h->hits;
+    return 0;
+}
+
+#endif /* FQ_DEDUP_H */
