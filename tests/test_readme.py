@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -27,10 +29,16 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert tests in [line.strip() for line in ci], ".ci/run must call the README's test command"
 
 
-def test_readme_example_runs() -> None:
-    example = re.search(r"```python\n(.*?)\n```", README, flags=re.S)
-    assert example is not None
+EXAMPLES = re.findall(r"```python\n(.*?)\n```", README, flags=re.S)
+
+
+def test_readme_has_examples() -> None:
+    assert len(EXAMPLES) >= 3  # RingBuffer, SegmentLog, hashing and dedup
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[f"example{i}" for i in range(len(EXAMPLES))])
+def test_readme_example_runs(example: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", example.group(1)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", example], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
