@@ -15,12 +15,16 @@ Run them with ``python benchmarks/run.py`` (which also prints the report), or di
 
 and for the SegmentLog benchmarks (bench_log_*.py) the --bench-log-* sizes of harness.Settings
 (records per round, bytes per round, threads...) and --bench-log-dir (where their stores live;
-default: the system temporary directory, which should be on a real disk, not tmpfs).
+default: the system temporary directory, which should be on a real disk, not tmpfs), and
+for the hashing and dedup benchmarks (bench_hash.py, bench_dedup.py) --bench-hash-keys,
+--bench-hash-array-keys, --bench-hash-calls and --bench-dedup-keys.
 
 Fixtures: ``settings`` (those sizes), ``peer_type`` (the peer class named by the test's
 ``impl`` parameter, skipping peers that are not installed), ``aio_loop`` (a fresh event loop),
-``store_type`` (the log store class named by the test's ``store`` parameter) and ``log_dir``
-(a directory for the session's log stores, removed at the end).
+``store_type`` (the log store class named by the test's ``store`` parameter), ``log_dir``
+(a directory for the session's log stores, removed at the end), ``hasher_type`` and
+``window_type`` (the hashing implementation and dedup window named by the test's ``hasher``
+and ``window`` parameters).
 """
 
 from __future__ import annotations
@@ -29,25 +33,39 @@ import asyncio
 import datetime
 import fnmatch
 import hashlib
+import importlib.metadata
 import os
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# One BLAS thread, set before anything imports numpy (bench_hash, bench_dedup, bench_log_*).
+# numpy's OpenBLAS starts a worker thread per extra core when numpy is imported. It sleeps
+# until a BLAS call (a matmul, say) wakes it, and afterwards busy-waits for more work before
+# sleeping again (~0.1 s of CPU measured here after one 200x200 matmul). On this 2-core
+# machine a spinning thread competes with the benchmark's own threads for the cores
+# (blas_thread_server had shown up in perf profiles of earlier runs), and no benchmark needs
+# BLAS threads, so there is nothing to lose. setdefault: a value set in the environment wins
+# (the JSON records the values in effect).
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+for _var in _BLAS_ENV:
+    os.environ.setdefault(_var, "1")
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # bench_*.py import these helpers as top-level modules
     sys.path.insert(0, str(HERE))
 
 from harness import Settings  # noqa: E402
+from hash_peers import DEDUP_REGISTRY, HASH_REGISTRY, DedupPeer, HashPeer  # noqa: E402
 from log_peers import LOG_REGISTRY, LogPeer  # noqa: E402
-from peers import REGISTRY, Peer  # noqa: E402
+from peers import REGISTRY, Implementation, Peer  # noqa: E402
 
 _OPTIONS: dict[str, str] = {
     "items": "items moved per round by the per-item scenarios",
@@ -67,6 +85,10 @@ _OPTIONS: dict[str, str] = {
     "log_commit_batches": "SegmentLog: batches of 100 per thread per round (group commit)",
     "log_thread_records": "SegmentLog: single appends per thread per round (group commit)",
     "log_crash_bytes": "SegmentLog: log bytes the killed writer leaves unflushed",
+    "hash_keys": "hashing: bytes keys per round (partition-list; the array scenarios' loop)",
+    "hash_array_keys": "hashing: uint64 keys per round, fastq partition_many on an array",
+    "hash_calls": "hashing: single hash64 calls per round",
+    "dedup_keys": "dedup: keys in the stream each round checks",
 }
 
 
@@ -129,6 +151,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         for name, cls in LOG_REGISTRY.items()
         if cls.dist not in (None, "fastq-queue")
     )
+    hash_peers = ", ".join(
+        sorted(
+            {
+                f"{cls.dist} {cls.version()}" if cls.missing() is None else f"{cls.dist} (missing)"
+                for cls in (*HASH_REGISTRY.values(), *DEDUP_REGISTRY.values())
+                if cls.dist not in (None, "fastq-queue")
+            }
+        )
+    )
     where = _log_base(config)
     fs = _filesystem(where)
     return [
@@ -142,6 +173,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"thread_records={s.log_thread_records} crash_bytes={s.log_crash_bytes:,}; "
         f"stores in {where} ({fs.get('fstype', '?')} on {fs.get('device', '?')})",
         f"fastq log bench peers: {log_peers}",
+        f"fastq hash bench: hash_keys={s.hash_keys:,} hash_array_keys={s.hash_array_keys:,} "
+        f"hash_calls={s.hash_calls:,} dedup_keys={s.dedup_keys:,}; peers: {hash_peers}",
     ]
 
 
@@ -167,6 +200,13 @@ def _filesystem(path: str) -> dict[str, str]:
     except OSError:
         pass
     return best
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _load() -> list[float]:
@@ -247,12 +287,29 @@ def pytest_benchmark_update_json(
             for name, cls in LOG_REGISTRY.items()
         },
         "log_dir": {"path": _log_base(config), **_filesystem(_log_base(config))},
+        "hash_peers": {
+            name: {"version": cls.version(), "available": cls.missing() is None, "note": cls.note}
+            for name, cls in HASH_REGISTRY.items()
+        },
+        "dedup_peers": {
+            name: {"version": cls.version(), "available": cls.missing() is None, "note": cls.note}
+            for name, cls in DEDUP_REGISTRY.items()
+        },
+        "numpy": _version("numpy"),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
         "switch_interval": sys.getswitchinterval(),
+        "blas_env": {var: os.environ.get(var) for var in _BLAS_ENV},
     }
+
+
+#: test parameters naming a hashing implementation or a dedup window, and their registries
+_HASH_PARAMS: dict[str, Mapping[str, type[Implementation]]] = {
+    "hasher": HASH_REGISTRY,
+    "window": DEDUP_REGISTRY,
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -273,6 +330,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             reason = LOG_REGISTRY[store].missing()
             if reason is not None:
                 item.add_marker(pytest.mark.skip(reason=reason))
+        for param, registry in _HASH_PARAMS.items():
+            name = callspec.params.get(param) if callspec is not None else None
+            if isinstance(name, str) and name in registry:
+                reason = registry[name].missing()
+                if reason is not None:
+                    item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
@@ -294,6 +357,26 @@ def peer_type(impl: str) -> type[Peer]:
 def store_type(store: str) -> type[LogPeer]:
     """The log store class for the test's `store` parameter; skips stores not installed."""
     cls = LOG_REGISTRY[store]
+    reason = cls.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    return cls
+
+
+@pytest.fixture
+def hasher_type(hasher: str) -> type[HashPeer]:
+    """The hashing implementation for the test's `hasher` parameter; skips it if missing."""
+    cls = HASH_REGISTRY[hasher]
+    reason = cls.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    return cls
+
+
+@pytest.fixture
+def window_type(window: str) -> type[DedupPeer]:
+    """The dedup window class for the test's `window` parameter; skips it if missing."""
+    cls = DEDUP_REGISTRY[window]
     reason = cls.missing()
     if reason is not None:
         pytest.skip(reason)

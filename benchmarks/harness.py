@@ -43,6 +43,11 @@ class Settings:
     log_commit_batches: int = 50  # append_many batches (of 100 records) per thread per round
     log_thread_records: int = 500  # single appends per thread per round (group commit)
     log_crash_bytes: int = 64 << 20  # unflushed tail (bytes of log) left by the killed writer
+    # ---- hashing and dedup benchmarks (bench_hash.py, bench_dedup.py) ----
+    hash_keys: int = 1_000_000  # bytes keys per round (partition-list; the array peer's loop)
+    hash_array_keys: int = 10_000_000  # uint64 keys per round, fastq partition_many on an array
+    hash_calls: int = 100_000  # single hash64 calls per round (hash64-13B)
+    dedup_keys: int = 1_000_000  # keys in the dedup stream, checked once each per round
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -16,6 +16,11 @@ The SegmentLog benchmarks (bench_log_*.py, ``extra_info["table"] == "log"``) get
 table: records/s and MB/s (payload bytes) per implementation, the speed-up of the scenario's
 fastq row over each other row, and the targets of LOG_SCENARIOS (ratios, absolute rates,
 times).
+
+The hashing and dedup benchmarks (bench_hash.py, bench_dedup.py, ``extra_info["table"] ==
+"hash"``) get a third table built the same way (rows with their own key counts, ratio and
+absolute targets): keys/s and MB/s (key bytes) per implementation, the speed-up of the
+scenario's fastq row over each other row, and the targets of HASH_SCENARIOS.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE / "results" / "latest.json"
 FASTQ = "fastq"
+#: extra_info["table"] of the SegmentLog and of the hashing/dedup benchmarks
+LOG_TABLE = "log"
+HASH_TABLE = "hash"
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,8 @@ def load_rows(data: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
-        if info.get("table") == "log":
-            continue  # the SegmentLog table (load_log_rows)
+        if info.get("table") in (LOG_TABLE, HASH_TABLE):
+            continue  # the SegmentLog and hashing tables (load_log_rows)
         scenario = info.get("scenario") or bench.get("group") or bench["name"]
         impl = info.get("impl") or bench.get("param") or bench["name"]
         median = float(bench["stats"]["median"])
@@ -458,11 +466,12 @@ class LogRow:
 _LOG_EXTRA = ("records_per_fsync", "fsyncs_per_round", "records_in_log", "bytes_truncated")
 
 
-def load_log_rows(data: dict[str, Any]) -> list[LogRow]:
+def load_log_rows(data: dict[str, Any], table: str = LOG_TABLE) -> list[LogRow]:
+    """The rows of one rate table: the SegmentLog one, or (table=HASH_TABLE) the hashing one."""
     rows: list[LogRow] = []
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
-        if info.get("table") != "log":
+        if info.get("table") != table:
             continue
         median = float(bench["stats"]["median"])
         items = int(info.get("items", 1))
@@ -529,20 +538,23 @@ class LogVerdict:
     measured: str
 
 
-def compare_log(rows: list[LogRow]) -> tuple[dict[str, list[LogRow]], list[LogVerdict]]:
+def compare_log(
+    rows: list[LogRow], scenarios: dict[str, LogScenario] | None = None
+) -> tuple[dict[str, list[LogRow]], list[LogVerdict]]:
     """Group by scenario (report order; unknown ones last), the fastq row first, then by
     speed; fill in speed-ups and targets. Returns the groups and one verdict per target
-    (per scenario, for an any-of target)."""
+    (per scenario, for an any-of target). scenarios: LOG_SCENARIOS unless given."""
+    scenarios = LOG_SCENARIOS if scenarios is None else scenarios
     by_scenario: dict[str, list[LogRow]] = {}
     for row in rows:
         by_scenario.setdefault(row.scenario, []).append(row)
-    order = [s for s in LOG_SCENARIOS if s in by_scenario] + sorted(
-        s for s in by_scenario if s not in LOG_SCENARIOS
+    order = [s for s in scenarios if s in by_scenario] + sorted(
+        s for s in by_scenario if s not in scenarios
     )
     groups: dict[str, list[LogRow]] = {}
     verdicts: list[LogVerdict] = []
     for name in order:
-        spec = LOG_SCENARIOS.get(name, LogScenario("(no description)", ref=None))
+        spec = scenarios.get(name, LogScenario("(no description)", ref=None))
         group = sorted(by_scenario[name], key=lambda r: (r.impl != spec.ref, -r.items_per_s))
         ref = next((r for r in group if r.impl == spec.ref), None)
         if ref is not None:
@@ -650,24 +662,53 @@ def render_log(
         if versions:
             lines.append("log peers: " + ", ".join(versions))
         lines.append("")
+    lines += _rate_table(
+        groups,
+        verdicts,
+        LOG_SCENARIOS,
+        unit="records",
+        legend="fastq speed-up = the row's median per record / that of the scenario's first "
+        "(fastq) row (> 1: fastq is faster); MB/s counts record values only.",
+        label="SegmentLog",
+        spread=spread,
+    )
+    return "\n".join(lines)
+
+
+def _rate_table(
+    groups: dict[str, list[LogRow]],
+    verdicts: list[LogVerdict],
+    scenarios: dict[str, LogScenario],
+    *,
+    unit: str,
+    legend: str,
+    label: str,
+    spread: bool = False,
+    notes: bool = True,
+) -> list[str]:
+    """A rate table (Markdown: `unit`/round, `unit`/s, MB/s, speed-up, targets), its legend,
+    each scenario's title, and the verdict on its targets (the SegmentLog and hashing tables)."""
+    lines: list[str] = []
     header = [
         "scenario",
         "impl",
         "rounds",
-        "records/round",
+        f"{unit}/round",
         "median",
-        "records/s",
+        f"{unit}/s",
         "MB/s",
         "fastq speed-up",
         "target",
         "",
         "notes",
     ]
+    if not notes:
+        header.pop()
     if spread:
         header.insert(5, "IQR")
     table: list[list[str]] = []
     for name, group in groups.items():
-        spec = LOG_SCENARIOS.get(name, LogScenario("(no description)", ref=None))
+        spec = scenarios.get(name, LogScenario("(no description)", ref=None))
         for k, row in enumerate(group):
             cells = [
                 name if k == 0 else "",
@@ -682,11 +723,13 @@ def render_log(
                 ", ".join("met" if ok else "MISSED" for ok in row.met),
                 _notes(row),
             ]
+            if not notes:
+                cells.pop()
             if spread:
                 cells.insert(5, f"{row.iqr_rel:.0%}")
             table.append(cells)
     widths = [max(len(c) for c in col) for col in zip(header, *table, strict=False)]
-    left = {0, 1, len(header) - 2, len(header) - 1}
+    left = {0, 1, len(header) - 2, len(header) - 1} if notes else {0, 1, len(header) - 1}
 
     def fmt(cells: list[str]) -> str:
         padded = [
@@ -705,31 +748,127 @@ def render_log(
     )
     lines.extend(fmt(r) for r in table)
     lines.append("")
-    lines.append(
-        "fastq speed-up = the row's median per record / that of the scenario's first (fastq) "
-        "row (> 1: fastq is faster); MB/s counts record values only."
-    )
+    lines.append(legend)
     for name in groups:
-        spec = LOG_SCENARIOS.get(name, LogScenario("(no description)", ref=None))
+        spec = scenarios.get(name, LogScenario("(no description)", ref=None))
         lines.append(f"  {name}: {spec.title}")
     lines.append("")
     met = sum(1 for v in verdicts if v.met)
-    lines.append(f"SegmentLog targets: {met}/{len(verdicts)} met")
+    lines.append(f"{label} targets: {met}/{len(verdicts)} met")
     for v in verdicts:
         mark = {True: "met   ", False: "MISSED", None: "n/a   "}[v.met]
         lines.append(f"  {mark} {v.scenario}: {v.target} (measured {v.measured})")
-    expected = {s for s, spec in LOG_SCENARIOS.items() if spec.targets}
+    expected = {s for s, spec in scenarios.items() if spec.targets}
     absent = sorted(expected - set(groups))
     if absent:
         lines.append("  not measured: " + ", ".join(absent))
+    return lines
+
+
+# ---- hashing and dedup table ----------------------------------------------------------------
+
+#: every hashing/dedup scenario bench_hash.py and bench_dedup.py produce, in report order, with
+#: the targets (the fastq row is the reference; rows may hash different numbers of keys)
+HASH_SCENARIOS: dict[str, LogScenario] = {
+    "partition-list-16": LogScenario(
+        "partition_many(list of 13 B bytes keys, 16) vs [xxh3_64_intdigest(k) % 16 for k in keys]",
+        targets=(_ratio("xxhash loop", 5.0),),
+    ),
+    "partition-list-12": LogScenario(
+        "the same, 12 partitions (not a power of two)",
+        targets=(_ratio("xxhash loop", 5.0),),
+    ),
+    "partition-array-16": LogScenario(
+        "partition_many(uint64 array, 16); the xxhash loop (k.to_bytes(8, 'little') per "
+        "element of arr.tolist()) runs on fewer keys: the ratio is of per-key rates",
+        targets=(LogTarget(min_records_per_s=300e6),),
+    ),
+    "partition-array-12": LogScenario(
+        "the same, 12 partitions (not a power of two)",
+        targets=(LogTarget(min_records_per_s=300e6),),
+    ),
+    "hash64-13B": LogScenario(
+        "one call per 13 B key, the function bound to a local: hash64 vs xxh3_64_intdigest",
+        targets=(_ratio("xxhash", 1.0),),
+    ),
+    "dedup-many": LogScenario(
+        "DedupWindow(300, 100_000).seen_many(1,000 keys) over a stream with 10% repeats, vs "
+        "a dict + deque window in Python (fastq uint64: the same stream as a uint64 array)",
+        targets=(_ratio("dict+deque", 10.0),),
+    ),
+    "dedup-seen": LogScenario(
+        "the same stream, one seen(key) call per key", targets=(_ratio("dict+deque", 3.0),)
+    ),
+}
+
+
+def render_hash(
+    groups: dict[str, list[LogRow]],
+    verdicts: list[LogVerdict],
+    metas: list[dict[str, Any]],
+    spread: bool = False,
+    meta: bool = True,
+) -> str:
+    """The hashing and dedup table, like the SegmentLog one; with meta, the machine, build
+    and load lines first (when no other table printed them)."""
+    lines: list[str] = render_meta(metas, ring=False)[:-1] if meta else []
+    fb = metas[0].get("fastq_bench", {})
+    s = fb.get("settings", {})
+    if fb:
+        rounds = s.get("rounds")
+        lines.append(
+            f"{3 * rounds if isinstance(rounds, int) else '?'} rounds (3 x --bench-rounds, "
+            f"hash_peers.ROUNDS_FACTOR) + {s.get('warmup', '?')} warm-up (fewer rounds, at "
+            f"least {s.get('min_rounds', '?')}, past {s.get('budget', '?')} s of rounds)"
+        )
+        lines.append(
+            f"hashing: per round {s.get('hash_keys', '?'):,} bytes keys (lists), "
+            f"{s.get('hash_array_keys', '?'):,} uint64 keys (fastq on arrays; the xxhash loop: "
+            f"{min(s.get('hash_keys', 0), s.get('hash_array_keys', 0)):,}), "
+            f"{s.get('hash_calls', '?'):,} single calls; dedup: a stream of "
+            f"{s.get('dedup_keys', '?'):,} keys"
+        )
+        peers = [*fb.get("hash_peers", {}).items(), *fb.get("dedup_peers", {}).items()]
+        versions = sorted(
+            {
+                f"{n.split()[0]} {p['version']}"
+                for n, p in peers
+                if p.get("available")
+                and p.get("version") not in ("stdlib", "?")
+                and not n.startswith("fastq")
+            }
+        )
+        blas = fb.get("blas_env", {})
+        lines.append(
+            "hash peers: "
+            + ", ".join([*versions, f"numpy {fb.get('numpy', '?')}"])
+            + (f"; {', '.join(f'{k}={v}' for k, v in blas.items())}" if blas else "")
+        )
+        lines.append("")
+    lines += _rate_table(
+        groups,
+        verdicts,
+        HASH_SCENARIOS,
+        unit="keys",
+        legend="fastq speed-up = the row's median per key / that of the scenario's fastq row "
+        "(> 1: fastq is faster); MB/s counts key bytes hashed.",
+        label="hashing/dedup",
+        spread=spread,
+        notes=False,
+    )
     return "\n".join(lines)
 
 
-def summarize_log(groups: dict[str, list[LogRow]], verdicts: list[LogVerdict]) -> dict[str, Any]:
+def summarize_log(
+    groups: dict[str, list[LogRow]],
+    verdicts: list[LogVerdict],
+    scenarios: dict[str, LogScenario] | None = None,
+) -> dict[str, Any]:
+    scenarios = LOG_SCENARIOS if scenarios is None else scenarios
     return {
         "scenarios": {
             name: {
-                "title": LOG_SCENARIOS[name].title if name in LOG_SCENARIOS else None,
+                "title": scenarios[name].title if name in scenarios else None,
                 "rows": [asdict(r) for r in group],
             }
             for name, group in groups.items()
@@ -769,10 +908,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         groups = compare(combine([load_rows(m) for m in metas]))
         log_groups, log_verdicts = compare_log(combine_log([load_log_rows(m) for m in metas]))
+        hash_groups, hash_verdicts = compare_log(
+            combine_log([load_log_rows(m, HASH_TABLE) for m in metas]), HASH_SCENARIOS
+        )
     except ValueError as exc:
         print(f"report: cannot combine these runs: {exc}", file=sys.stderr)
         return 1
-    if not groups and not log_groups:
+    if not groups and not log_groups and not hash_groups:
         print(f"report: {', '.join(map(str, args.json))} hold no benchmarks", file=sys.stderr)
         return 1
     summary = summarize(groups, metas)
@@ -783,6 +925,12 @@ def main(argv: list[str] | None = None) -> int:
             print("\n")
         print(render_log(log_groups, log_verdicts, metas, spread=args.spread, meta=not groups))
         summary["log"] = summarize_log(log_groups, log_verdicts)
+    if hash_groups:
+        if groups or log_groups:
+            print("\n")
+        meta = not groups and not log_groups
+        print(render_hash(hash_groups, hash_verdicts, metas, spread=args.spread, meta=meta))
+        summary["hash"] = summarize_log(hash_groups, hash_verdicts, HASH_SCENARIOS)
     summary_path = args.summary or args.json[0].with_suffix(".summary.json")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nsummary saved to {summary_path}")

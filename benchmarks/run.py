@@ -5,7 +5,9 @@
     python benchmarks/run.py -k spsc    # only some scenarios (a pytest -k expression)
     python benchmarks/run.py --capacity 65536 -- -x   # sizes, then raw pytest arguments
     python benchmarks/run.py --repeat 3  # three runs; the table shows medians of their medians
-    python benchmarks/run.py -k log      # the SegmentLog benchmarks only (-k "not log": the ring)
+    python benchmarks/run.py -k log      # the SegmentLog benchmarks only
+    python benchmarks/run.py -k "not log and not hash and not dedup"   # the RingBuffer ones
+    python benchmarks/run.py -k "hash or dedup"   # the hashing and dedup benchmarks only
 
 It runs pytest-benchmark on benchmarks/ in a child process (this interpreter, no shell),
 writes benchmarks/results/latest.json (with --repeat, also latest.run2.json, ...), then
@@ -38,6 +40,11 @@ QUICK: dict[str, float] = {
     "log_many_bytes": 16 << 20,
     "log_commit_batches": 20,
     "log_thread_records": 200,
+    # hashing and dedup: half the keys (200k keys per round flattered the per-key rates by
+    # ~1.8x); -k "hash or dedup" takes ~17-23 s here, the full sizes about 60 s
+    "hash_keys": 500_000,
+    "hash_array_keys": 5_000_000,
+    "dedup_keys": 500_000,
 }
 SIZES = (
     "items",
@@ -53,6 +60,10 @@ SIZES = (
     "log_many_bytes",
     "log_read_records",
     "log_threads",
+    "hash_keys",
+    "hash_array_keys",
+    "hash_calls",
+    "dedup_keys",
 )
 
 
@@ -144,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log-dir", help="SegmentLog: where the stores live (a real disk; default: $TMPDIR)"
     )
+    parser.add_argument(
+        "--hash-keys", type=int, help="hashing: bytes keys per round (and the array loop's keys)"
+    )
+    parser.add_argument(
+        "--hash-array-keys", type=int, help="hashing: uint64 keys per round, fastq on an array"
+    )
+    parser.add_argument("--hash-calls", type=int, help="hashing: single hash64 calls per round")
+    parser.add_argument("--dedup-keys", type=int, help="dedup: keys in the stream per round")
     parser.add_argument("--timeout", type=int, default=1800, help="per-benchmark timeout (s)")
     parser.add_argument(
         "--json", type=Path, default=HERE / "results" / "latest.json", help="results file"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections import deque
+import math
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Generic, TypeVar
+
+import numpy as np
 
 from fastq.errors import Closed, Empty, Full
 
@@ -59,3 +62,133 @@ class RingModel(Generic[T]):
 
     def close(self) -> None:
         self.closed = True
+
+
+def dedup_key_bytes(key: object) -> bytes:
+    """The bytes a DedupWindow (and hash64) sees for one key: str as UTF-8, int (bool, IntEnum,
+    numpy integer scalars) as 8 little-endian bytes, two's complement, any other buffer (bytes,
+    bytearray, memoryview, array.array, numpy array) as its raw bytes."""
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    if isinstance(key, (int, np.integer)):
+        value = int(key)
+        if not -(2**63) <= value < 2**64:
+            raise ValueError(f"model: int key out of range: {value}")
+        return (value % 2**64).to_bytes(8, "little")
+    try:
+        return memoryview(key).tobytes()  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"model: unsupported key type {type(key).__name__}") from None
+
+
+class DedupModel:
+    """DedupWindow's contract as a pure-Python oracle: an OrderedDict of key -> expiry time,
+    oldest insertion first (also the expiry order: one ttl and a clock that never goes back).
+
+    Keys are the bytes `dedup_key_bytes` gives (so "a", b"a" and memoryview(b"a") are one key).
+    Every operation takes the clock reading `now`: it is clamped so time never goes backwards
+    for the window, then every key whose expiry is <= now is dropped (counted in `expiries`).
+    A new key arriving when the window is full evicts the oldest one (counted in `evictions`).
+    `clear` does not consult the clock and does not count what it drops.
+    """
+
+    def __init__(self, ttl: float, max_keys: int) -> None:
+        self.ttl = ttl
+        self.max_keys = max_keys
+        self.entries: OrderedDict[bytes, float] = OrderedDict()
+        self.now = -math.inf
+        self.inserted = 0
+        self.hits = 0
+        self.evictions = 0
+        self.expiries = 0
+
+    def advance(self, now: float) -> None:
+        """Move to `now` (never backwards) and expire what is due."""
+        self.now = max(self.now, now)
+        while self.entries:
+            key, expiry = next(iter(self.entries.items()))
+            if expiry > self.now:
+                break
+            del self.entries[key]
+            self.expiries += 1
+
+    def _seen(self, key: bytes) -> bool:
+        if key in self.entries:
+            self.hits += 1
+            return True
+        if len(self.entries) >= self.max_keys:
+            self.entries.popitem(last=False)
+            self.evictions += 1
+        self.entries[key] = self.now + self.ttl
+        self.inserted += 1
+        return False
+
+    def seen(self, key: bytes, now: float) -> bool:
+        self.advance(now)
+        return self._seen(key)
+
+    def seen_many(self, keys: Iterable[bytes], now: float) -> list[bool]:
+        """One clock reading for the whole batch; in-batch repeats are seen after the first."""
+        self.advance(now)
+        return [self._seen(key) for key in keys]
+
+    def contains(self, key: bytes, now: float) -> bool:
+        self.advance(now)
+        return key in self.entries
+
+    def forget(self, key: bytes, now: float) -> bool:
+        self.advance(now)
+        return self.entries.pop(key, None) is not None
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def len(self, now: float) -> int:
+        self.advance(now)
+        return len(self.entries)
+
+    def remaining(self) -> list[tuple[bytes, float]]:
+        """What a snapshot holds: each key with its remaining lifetime, oldest first (the
+        lifetime is clamped to 0..ttl, as DedupWindow.to_bytes writes it)."""
+        return [(k, min(max(e - self.now, 0.0), self.ttl)) for k, e in self.entries.items()]
+
+    def snapshot(self, now: float) -> list[tuple[bytes, float]]:
+        self.advance(now)
+        return self.remaining()
+
+    def restored(
+        self, snapshot: list[tuple[bytes, float]], now: float, elapsed: float
+    ) -> DedupModel:
+        """The window from_bytes rebuilds from `snapshot` at clock reading `now` (a new window:
+        its own clock starts there), every lifetime shortened by `elapsed`; the counters carry
+        over and the entries that have no lifetime left are dropped uncounted."""
+        new = DedupModel(self.ttl, self.max_keys)
+        new.now = now
+        for key, rem in snapshot:
+            left = rem - elapsed
+            if left > 0:
+                new.entries[key] = now + left
+        new.inserted, new.hits = self.inserted, self.hits
+        new.evictions, new.expiries = self.evictions, self.expiries
+        return new
+
+
+class ManualClock:
+    """A fake clock for DedupWindow(clock=...): returns t[0], which the test sets (list-backed,
+    so a lambda or another object can share it). `readings` counts the calls."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.t = [start]
+        self.readings = 0
+
+    def __call__(self) -> float:
+        self.readings += 1
+        return self.t[0]
+
+    def set(self, now: float) -> None:
+        self.t[0] = now
+
+    def advance(self, seconds: float) -> None:
+        self.t[0] += seconds

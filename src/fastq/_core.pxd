@@ -254,7 +254,7 @@ cdef extern from "fq_dedup.h" nogil:
     void fq_dd_snapshot(const fq_dedup *d, uint64_t seed, int64_t wall_ns, unsigned char *out)
     int64_t fq_dd_check(const unsigned char *b, uint64_t length, fq_dd_header *h, const char **why)
     int fq_dd_restore(fq_dedup *d, const unsigned char *b, const fq_dd_header *h, double now,
-                      double elapsed, int64_t *dup_pos)
+                      double elapsed, int64_t *dup_pos, const char **why)
 
 
 cdef extern from "fq_py.h":

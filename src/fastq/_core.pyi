@@ -141,16 +141,22 @@ class SegmentLog:
 
 # ---- hashing and partition routing ------------------------------------------------------
 
-_Key = Buffer | str | int
+_Key = Buffer | str | int | np.integer[Any] | np.bool_ | npt.NDArray[Any]
 _KeyArray = npt.NDArray[np.uint64] | npt.NDArray[np.int64] | npt.NDArray[np.bytes_]
 _Keys = Iterable[_Key] | _KeyArray
 _Strategy = Literal["modulo", "jump"]
 
 def hash64(key: _Key, seed: int = 0) -> int: ...
 def partition(key: _Key, partitions: int, *, strategy: _Strategy = "modulo") -> int: ...
-def hash_many(keys: _Keys, seed: int = 0) -> npt.NDArray[np.uint64]: ...
+def hash_many(
+    keys: _Keys, seed: int = 0, *, out: npt.NDArray[np.uint64] | None = None
+) -> npt.NDArray[np.uint64]: ...
 def partition_many(
-    keys: _Keys, partitions: int, *, strategy: _Strategy = "modulo"
+    keys: _Keys,
+    partitions: int,
+    *,
+    strategy: _Strategy = "modulo",
+    out: npt.NDArray[np.int32] | None = None,
 ) -> npt.NDArray[np.int32]: ...
 def group_by_partition(
     keys: _Keys, partitions: int, *, strategy: _Strategy = "modulo"

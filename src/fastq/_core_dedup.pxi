@@ -4,7 +4,7 @@
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport EINVAL, ENOMEM
-from libc.math cimport isnan
+from libc.math cimport isfinite, isnan
 
 import os as _os_dd
 
@@ -42,7 +42,8 @@ cdef class DedupWindow:
                  _fingerprint_bits=64):
         cdef double t = _as_ttl(ttl)
         cdef uint64_t mask
-        cdef int rc
+        if self._ready:        # freeing the C window under another thread's feet would crash
+            raise RuntimeError("DedupWindow.__init__ called on an initialised window")
         if isinstance(max_keys, bool) or not isinstance(max_keys, int):
             raise TypeError(f"max_keys must be an int, got {type(max_keys).__name__}")
         if not 1 <= max_keys <= FQ_DD_MAX_KEYS:
@@ -58,9 +59,6 @@ cdef class DedupWindow:
 
     cdef int _setup(self, double ttl, uint64_t max_keys, bint exact, uint64_t mask,
                     uint64_t seed, object clock) except -1:
-        if self._ready:                          # __init__ called again: start afresh
-            self._ready = False
-            fq_dd_free(&self._d)
         if fq_dd_init(&self._d, ttl, max_keys, exact, mask) != 0:
             fq_dd_free(&self._d)
             raise MemoryError()
@@ -84,13 +82,15 @@ cdef class DedupWindow:
             t = value
         except TypeError:
             raise TypeError(f"clock() must return a number, got {type(value).__name__}") from None
-        if isnan(t):
-            raise ValueError("clock() returned nan")
+        if not isfinite(t):
+            raise ValueError(f"clock() must return a finite number of seconds, got {t!r}")
         return t
 
     cdef int _check(self, int rc) except -1:
         if rc == ENOMEM:
             raise MemoryError("DedupWindow: out of memory")
+        if rc == EINVAL:
+            raise ValueError("DedupWindow: no valid clock reading")
         raise OverflowError("DedupWindow: a key longer than 4 GiB")
 
     # ---- one key ---------------------------------------------------------------------------
@@ -172,7 +172,7 @@ cdef class DedupWindow:
         cdef double now
         cdef bint exact = self._d.exact
         cdef list keep
-        seq = _batch_of(keys, &b)
+        _batch_of(keys, &b)
         try:
             n = b.n
             arr = _new_array(n, "bool", &out)
@@ -191,12 +191,13 @@ cdef class DedupWindow:
             elif not exact:
                 _hash_batch(&b, self._seed, fps)
             else:
+                _pin_items(&b)    # key pointers must outlive any Python code a key runs
                 keep = []
                 ints = <unsigned char *>malloc(<size_t>(n if n else 1) * 8)
                 if ints == NULL:
                     raise MemoryError()
                 for i in range(n):
-                    _exact_key(<object>b.items[i], i, self._seed, fps, kp, kl, ints, keep)
+                    _exact_key(&b, i, self._seed, fps, kp, kl, ints, keep)
             now = self._now()
             fq_pylock_acquire(&self._lock)
             fq_dd_advance(&self._d, now)
@@ -326,13 +327,13 @@ cdef class DedupWindow:
             w = DedupWindow.__new__(DedupWindow)
             w._setup(h.ttl, h.max_keys, h.exact, h.fp_mask, h.seed, clock)
             if elapsed is None:
-                age = max(0.0, (fq_wall_ns() - h.wall_ns) * 1e-9)
+                age = max(0.0, (<double>fq_wall_ns() - <double>h.wall_ns) * 1e-9)  # no overflow
             else:
                 age = elapsed
             now = w._now()
-            rc = fq_dd_restore(&w._d, <const unsigned char *>view.buf, &h, now, age, &dup)
+            rc = fq_dd_restore(&w._d, <const unsigned char *>view.buf, &h, now, age, &dup, &why)
             if rc == EINVAL:
-                raise _CorruptLogError(str(source), dup, "a key appears twice")
+                raise _CorruptLogError(str(source), dup, why.decode("ascii"))
             if rc:
                 w._check(rc)
         finally:
@@ -340,18 +341,20 @@ cdef class DedupWindow:
         return w
 
 
-cdef int _exact_key(object key, Py_ssize_t i, uint64_t seed, uint64_t *fps,
+cdef int _exact_key(_Batch *b, Py_ssize_t i, uint64_t seed, uint64_t *fps,
                     const unsigned char **kp, size_t *kl, unsigned char *ints,
                     list keep) except -1:
     """fingerprint and bytes of batch key i (exact mode); `keep` holds any copies alive"""
     cdef const char *p
     cdef Py_ssize_t n
     cdef _Key k
-    if fq_key_fast(<PyObject *>key, &p, &n):
-        kp[i] = <const unsigned char *>p
+    if fq_key_fast(b.items[i], &p, &n):
+        kp[i] = <const unsigned char *>p        # kept alive by the batch's sequence
         kl[i] = <size_t>n
         fps[i] = fq_xxh3_64(p, <size_t>n, seed)
         return 0
+    _pin_items(b)
+    key = <object>b.items[i]
     _key_of(key, &k, f"keys[{i}]")
     try:
         fps[i] = _key_hash(&k, seed)

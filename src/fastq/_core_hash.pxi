@@ -2,7 +2,13 @@
 # group_by_partition (docs/hashing.md). The C loops are in _c/fq_hash.h and _c/fq_xxh3.h; this
 # file turns Python keys and arrays into bytes for them.
 
-from cpython.buffer cimport PyBUF_RECORDS_RO, PyBUF_SIMPLE, PyBUF_WRITABLE, PyObject_CheckBuffer
+from cpython.buffer cimport (
+    PyBUF_RECORDS_RO,
+    PyBUF_SIMPLE,
+    PyBUF_WRITABLE,
+    PyBuffer_IsContiguous,
+    PyObject_CheckBuffer,
+)
 from cpython.long cimport PyLong_AsUnsignedLongLong, PyLong_Check
 from cpython.object cimport PyObject_GetIter
 from cpython.unicode cimport PyUnicode_Check
@@ -24,13 +30,14 @@ cdef extern from "Python.h":
 import sys as _sys
 
 cdef bint _HOST_LE = _sys.byteorder == "little"
-cdef object _np = None            # numpy, imported by the first batch call
 cdef uint64_t _U64_MAX = 0xFFFFFFFFFFFFFFFF
+cdef tuple _np_state = None       # (numpy, numpy.empty, {name: dtype}), set once, atomically
 
 
-cdef object _numpy():
-    global _np
-    if _np is None:
+cdef tuple _numpy():
+    """numpy, imported by the first batch call (fastq itself imports without it)."""
+    global _np_state
+    if _np_state is None:
         try:
             import numpy
         except ImportError:
@@ -38,8 +45,9 @@ cdef object _numpy():
                 "fastq's batch APIs (hash_many, partition_many, group_by_partition, "
                 "DedupWindow.seen_many) return numpy arrays: pip install numpy"
             ) from None
-        _np = numpy
-    return _np
+        dtypes = {name: numpy.dtype(name) for name in ("uint64", "int64", "int32", "bool")}
+        _np_state = (numpy, numpy.empty, dtypes)      # one store: threads see all or nothing
+    return _np_state
 
 
 # ---- one key -------------------------------------------------------------------------------
@@ -97,17 +105,36 @@ cdef int _key_of(object key, _Key *k, object name) except -1:
         return 0
     if PyFloat_Check(key):
         return _bad_key(key, name)
-    if PyIndex_Check(key):                        # numpy integer scalars: by value
+    if PyObject_CheckBuffer(key):
+        return _key_buffer(key, k, name)
+    if PyIndex_Check(key):                        # other integer-like objects: by value
         return _key_int(key.__index__(), k, name)
-    if not PyObject_CheckBuffer(key):
-        return _bad_key(key, name)
+    return _bad_key(key, name)
+
+
+cdef int _key_buffer(object key, _Key *k, object name) except -1:
+    """A key exporting a buffer: its bytes, except a 0-d buffer (a numpy scalar or 0-d array),
+    which is the number it holds, keyed like the Python int (floats are refused)."""
+    cdef bytes fmt
     try:
-        PyObject_GetBuffer(key, &k.view, PyBUF_SIMPLE)
+        PyObject_GetBuffer(key, &k.view, PyBUF_RECORDS_RO)
     except (TypeError, BufferError):
+        raise TypeError(
+            f"{name}: cannot read the buffer of a {type(key).__name__} key "
+            f"(a bytes-like key must be C-contiguous)"
+        ) from None
+    if k.view.ndim == 0:
+        fmt = (k.view.format or b"B").lstrip(b"@=<>!")
+        PyBuffer_Release(&k.view)
+        if fmt in (b"?", b"b", b"B", b"h", b"H", b"i", b"I", b"l", b"L", b"q", b"Q", b"n", b"N"):
+            return _key_int(int(key), k, name)
+        return _bad_key(key, name)
+    if not PyBuffer_IsContiguous(&k.view, b"C"):
+        PyBuffer_Release(&k.view)
         raise TypeError(
             f"{name}: a bytes-like key must be C-contiguous, got a non-contiguous "
             f"{type(key).__name__}"
-        ) from None
+        )
     k.has_view = True
     k.p = <const unsigned char *>k.view.buf
     k.n = k.view.len
@@ -220,8 +247,10 @@ def _xxh3_64(data, seed=0):
 # ---- batches of keys -----------------------------------------------------------------------
 
 cdef struct _Batch:
-    # keys as Python objects (items/n; `seq` in the owner keeps them alive) or as an array
+    # keys as Python objects (items/n, kept alive by `owner`, a list or tuple we hold a
+    # reference to) or as an array (arr, read through `view`)
     PyObject **items
+    PyObject *owner
     bint is_array
     fq_key_array arr
     Py_ssize_t n
@@ -233,17 +262,35 @@ cdef inline void _batch_release(_Batch *b) noexcept:
     if b.has_view:
         b.has_view = False
         PyBuffer_Release(&b.view)
+    if b.owner != NULL:
+        Py_DECREF(<object>b.owner)
+        b.owner = NULL
+
+
+cdef int _pin_items(_Batch *b) except -1:
+    """Before the first key whose conversion may run Python code (__index__, a buffer
+    export): read the rest from a tuple copy, so that code cannot mutate the list under us
+    (or free items whose bytes we still point at). Bytes and str keys run no Python code, so
+    a list of them is read in place."""
+    if b.owner == NULL or type(<object>b.owner) is tuple:
+        return 0
+    t = tuple(<object>b.owner)          # nothing ran since we read items: same items ...
+    if len(t) != b.n:                   # ... unless a finalizer run by this very allocation
+        raise RuntimeError("keys changed size during the call")
+    Py_INCREF(t)
+    Py_DECREF(<object>b.owner)
+    b.owner = <PyObject *>t
+    b.items = PySequence_Fast_ITEMS(t)
+    return 0
 
 
 cdef object _batch_of(object keys, _Batch *b):
-    """Describe `keys` in b. Returns the object that keeps the items alive (a list or tuple),
-    or None for an array (b holds a buffer view; _batch_release(b) afterwards)."""
+    """Describe `keys` in b (_batch_release(b) afterwards): its items (keeping a reference to
+    the sequence that holds them) or, for an array, a buffer view."""
     cdef object seq
-    cdef bytes fmt
-    cdef char code
-    cdef Py_ssize_t i
     b.has_view = False
     b.is_array = False
+    b.owner = NULL
     if type(keys) is list or type(keys) is tuple:
         # Free-threaded builds copy a list first: another thread may mutate it meanwhile.
         seq = keys if FQ_GIL_SERIALIZES or type(keys) is tuple else tuple(keys)
@@ -281,7 +328,9 @@ cdef object _batch_of(object keys, _Batch *b):
         seq = list(it)
     b.items = PySequence_Fast_ITEMS(seq)
     b.n = len(seq)
-    return seq
+    Py_INCREF(seq)
+    b.owner = <PyObject *>seq
+    return None
 
 
 cdef int _array_kind(_Batch *b, object keys) except -1:
@@ -308,9 +357,23 @@ cdef int _array_kind(_Batch *b, object keys) except -1:
     )
 
 
-cdef object _new_array(Py_ssize_t n, object dtype, void **data):
+cdef object _new_array(Py_ssize_t n, object dtype, void **data, object out=None):
+    """A fresh 1-D array of n `dtype` items (or `out`, checked), and its data pointer."""
     cdef Py_buffer v
-    arr = _numpy().empty(n, dtype=dtype)
+    cdef tuple np = _numpy()
+    if out is None:
+        arr = np[1](n, np[2][dtype])      # cached: a dtype given by name costs a lookup
+    else:
+        arr = out
+        if not isinstance(out, np[0].ndarray) or out.dtype != np[2][dtype] or out.ndim != 1 \
+                or not out.flags.c_contiguous or not out.flags.writeable:
+            raise TypeError(
+                f"out must be a writable, C-contiguous 1-D {dtype} numpy array, got "
+                f"{type(out).__name__}"
+                + (f" of dtype {out.dtype}, ndim {out.ndim}" if isinstance(out, np[0].ndarray) else "")
+            )
+        if out.shape[0] != n:
+            raise ValueError(f"out has {out.shape[0]} items, keys has {n}")
     PyObject_GetBuffer(arr, &v, PyBUF_WRITABLE)
     data[0] = v.buf
     PyBuffer_Release(&v)              # the array owns its memory; the pointer stays valid
@@ -335,23 +398,25 @@ cdef int _hash_batch(_Batch *b, uint64_t seed, uint64_t *out) except -1:
         if rc:
             out[i] = fq_xxh3_64(p, <size_t>n, seed)
         else:
+            _pin_items(b)
             out[i] = _hash_obj(<object>b.items[i], seed, f"keys[{i}]")
     return 0
 
 
-def hash_many(keys, seed=0):
+def hash_many(keys, seed=0, *, out=None):
     """``hash64`` of every key, as a ``uint64`` array. ``keys``: a list or tuple (or any
     iterable) of keys, a ``uint64``/``int64`` array (each element hashes like the same Python
     int) or a fixed-width bytes array ``S<n>`` (each element hashes like its bytes without
-    trailing NULs, as numpy itself reads them). Arrays are hashed without the GIL.
+    trailing NULs, as numpy itself reads them). Arrays are hashed without the GIL. ``out``: a
+    ``uint64`` array of the same length to write into (saves allocating a fresh one).
     """
     cdef _Batch b
-    cdef void *out
+    cdef void *data
     cdef uint64_t s = _as_seed(seed)
-    seq = _batch_of(keys, &b)
+    _batch_of(keys, &b)
     try:
-        arr = _new_array(b.n, "uint64", &out)
-        _hash_batch(&b, s, <uint64_t *>out)
+        arr = _new_array(b.n, "uint64", &data, out)
+        _hash_batch(&b, s, <uint64_t *>data)
     finally:
         _batch_release(&b)
     return arr
@@ -379,18 +444,18 @@ cdef int _partition_batch(_Batch *b, uint32_t d, int strat, int32_t *out) except
     return 0
 
 
-def partition_many(keys, partitions, *, strategy="modulo"):
+def partition_many(keys, partitions, *, strategy="modulo", out=None):
     """``partition(key, partitions, strategy=...)`` of every key, as an ``int32`` array. Keys as
-    for ``hash_many``.
+    for ``hash_many``; ``out``: an ``int32`` array of the same length to write into.
     """
     cdef _Batch b
-    cdef void *out
+    cdef void *data
     cdef uint32_t d = _as_partitions(partitions)
     cdef int strat = _as_strategy(strategy)
-    seq = _batch_of(keys, &b)
+    _batch_of(keys, &b)
     try:
-        arr = _new_array(b.n, "int32", &out)
-        _partition_batch(&b, d, strat, <int32_t *>out)
+        arr = _new_array(b.n, "int32", &data, out)
+        _partition_batch(&b, d, strat, <int32_t *>data)
     finally:
         _batch_release(&b)
     return arr
@@ -410,10 +475,10 @@ def group_by_partition(keys, partitions, *, strategy="modulo"):
     cdef int64_t *cursor = NULL
     cdef uint32_t d = _as_partitions(partitions)
     cdef int strat = _as_strategy(strategy)
-    seq = _batch_of(keys, &b)
+    _batch_of(keys, &b)
     try:
         order = _new_array(b.n, "int64", &o)
-        counts = _numpy().zeros(d, dtype="int64")
+        counts = _numpy()[0].zeros(d, dtype="int64")
         c = _array_data(counts)
         part = <int32_t *>malloc(<size_t>(b.n if b.n else 1) * 4)
         cursor = <int64_t *>malloc(<size_t>d * 8)

@@ -27,6 +27,7 @@
 #include <string.h>
 #include "fq_crc32c.h"
 #include "fq_endian.h"
+#include "fq_xxh3.h"
 
 #define FQ_DD_MAX_KEYS (1u << 30)
 #define FQ_DD_DEAD (-INFINITY)              /* `expires` of an entry removed by forget() */
@@ -111,6 +112,14 @@ static inline unsigned fq_dd_idxmask(const uint64_t *b, uint32_t v) {
     return (unsigned)((uint32_t)b[0] == v) | (unsigned)((uint32_t)b[1] == v) << 1 |
            (unsigned)((uint32_t)b[2] == v) << 2 | (unsigned)((uint32_t)b[3] == v) << 3;
 }
+static inline unsigned fq_dd_count4(unsigned m) {          /* bits set in a 4-bit mask */
+    return (unsigned)(0x4332322132212110ull >> (4 * m)) & 0xF;
+}
+/* slot k (0..7) of the bucket pair p1, p2, without a branch on which bucket */
+static inline uint64_t *fq_dd_pair_slot(uint64_t *p1, uint64_t *p2, unsigned k) {
+    uint64_t *base[2] = {p1, p2 - 4};
+    return base[k >> 2] + k;
+}
 static inline uint64_t *fq_dd_bucket(const fq_dd_index *x, uint32_t b) {
     return x->slots + (size_t)FQ_DD_WAYS * b;
 }
@@ -122,8 +131,7 @@ static inline uint64_t *fq_dd_find(const fq_dedup *d, uint64_t fp, const void *k
     uint64_t *p1 = fq_dd_bucket(x, fq_dd_b1(x, tag)), *p2 = fq_dd_bucket(x, fq_dd_b2(x, tag));
     unsigned m = fq_dd_tagmask(p1, tag) | fq_dd_tagmask(p2, tag) << 4;
     while (m) {                                   /* candidates: almost always the key itself */
-        unsigned k = (unsigned)__builtin_ctz(m);
-        uint64_t *sp = k < 4 ? p1 + k : p2 + (k - 4);
+        uint64_t *sp = fq_dd_pair_slot(p1, p2, (unsigned)__builtin_ctz(m));
         if (fq_dd_match(d, *sp, tag, fp, key, klen)) return sp;
         m &= m - 1;
     }
@@ -146,7 +154,7 @@ static int fq_dd_index_put(fq_dd_index *x, uint64_t *rng, uint32_t tag, uint32_t
     uint64_t *p1 = fq_dd_bucket(x, b1), *p2 = fq_dd_bucket(x, b2);
     unsigned m1 = fq_dd_emptymask(p1), m2 = fq_dd_emptymask(p2);
     if (m1 | m2) {                                /* the emptier bucket, chosen without a branch */
-        int first = __builtin_popcount(m1) >= __builtin_popcount(m2);
+        int first = fq_dd_count4(m1) >= fq_dd_count4(m2);
         uint64_t *p = first ? p1 : p2;
         p[__builtin_ctz(first ? m1 : m2)] = e;
         return 0;
@@ -205,8 +213,7 @@ static void fq_dd_unslot_idx(fq_dedup *d, uint32_t idx) {
     uint64_t *p1 = fq_dd_bucket(x, fq_dd_b1(x, tag)), *p2 = fq_dd_bucket(x, fq_dd_b2(x, tag));
     unsigned m = fq_dd_idxmask(p1, idx + 1) | fq_dd_idxmask(p2, idx + 1) << 4;
     if (m) {
-        unsigned k = (unsigned)__builtin_ctz(m);
-        *(k < 4 ? p1 + k : p2 + (k - 4)) = 0;
+        *fq_dd_pair_slot(p1, p2, (unsigned)__builtin_ctz(m)) = 0;
         return;
     }
     for (w = 0; w < x->stash_n; w++)
@@ -385,7 +392,9 @@ static inline int fq_dd_seen(fq_dedup *d, uint64_t fp, const void *key, size_t k
         d->hits++;
         return 1;
     }
-    int rc = fq_dd_insert(d, fp, key, klen, d->now + d->ttl);
+    double expires = d->now + d->ttl;
+    if (expires != expires || expires == FQ_DD_DEAD) return -EINVAL;   /* no clock reading yet */
+    int rc = fq_dd_insert(d, fp, key, klen, expires);
     return rc ? -rc : 0;
 }
 
@@ -526,6 +535,9 @@ static int64_t fq_dd_check(const unsigned char *b, uint64_t len, fq_dd_header *h
     h->inserts = fq_ld64(b + 72);
     h->hits = fq_ld64(b + 80);
     h->wall_ns = (int64_t)fq_ld64(b + 88);
+    if (h->fp_mask == 0 || (h->fp_mask & (h->fp_mask + 1)) != 0) {   /* low k bits, k >= 1 */
+        *why = "bad fingerprint mask"; return 24;
+    }
     need = FQ_DD_HEADER + h->count * 16 + 4;
     if (h->count > FQ_DD_MAX_KEYS || need > len) {
         *why = "truncated: fewer entries than the header counts"; return (int64_t)(h->count > FQ_DD_MAX_KEYS ? 48 : len);
@@ -556,9 +568,10 @@ static int64_t fq_dd_check(const unsigned char *b, uint64_t len, fq_dd_header *h
 
 /* Load a checked snapshot into a freshly initialised d (same exact / fp_mask / ttl /
  * max_keys) at time `now`, aging every entry by `elapsed` seconds; entries already past their
- * lifetime are dropped. 0, ENOMEM, or EINVAL with *dup_pos set (two equal keys). */
+ * lifetime are dropped. 0, ENOMEM, or EINVAL with *dup_pos and *why set (two equal keys, or in
+ * exact mode a key stored under a fingerprint that is not its own). */
 static int fq_dd_restore(fq_dedup *d, const unsigned char *b, const fq_dd_header *h, double now,
-                         double elapsed, int64_t *dup_pos) {
+                         double elapsed, int64_t *dup_pos, const char **why) {
     uint64_t k, kpos = FQ_DD_HEADER + h->count * 16;
     fq_dd_advance(d, now);
     for (k = 0; k < h->count; k++) {
@@ -572,8 +585,17 @@ static int fq_dd_restore(fq_dedup *d, const unsigned char *b, const fq_dd_header
             key = b + kpos + 4;
             kpos += 4 + (uint64_t)klen;
         }
+        if (h->exact && fp != (fq_xxh3_64(key, klen, h->seed) & d->fp_mask)) {
+            *dup_pos = (int64_t)(FQ_DD_HEADER + 16 * k);      /* a key under a wrong fingerprint */
+            *why = "a fingerprint does not match its key";
+            return EINVAL;
+        }
         if (!(rem > 0)) continue;
-        if (fq_dd_find(d, fp, key, klen)) { *dup_pos = (int64_t)(FQ_DD_HEADER + 16 * k); return EINVAL; }
+        if (fq_dd_find(d, fp, key, klen)) {
+            *dup_pos = (int64_t)(FQ_DD_HEADER + 16 * k);
+            *why = "a key appears twice";
+            return EINVAL;
+        }
         int rc = fq_dd_insert(d, fp, key, klen, d->now + rem);
         if (rc) return rc;
     }
