@@ -26,6 +26,7 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fastq
 from fastq import hash64, hash_many, partition, partition_many
 
 SEEDS = (0, 1, 2**63 + 5, 2**64 - 1)
@@ -484,3 +485,20 @@ def test_jump_property(key: bytes | int, n: int) -> None:
     expected = jump_reference(xxh(raw), n)
     assert partition(key, n, strategy="jump") == expected
     assert partition_many([key], n, strategy="jump").tolist() == [expected]
+
+
+# ---- large input ------------------------------------------------------------------------
+
+
+def test_one_mib_key(rng: random.Random) -> None:
+    data = rng.randbytes(1 << 20)
+    expected = xxhash.xxh3_64_intdigest(data)
+    assert fastq.hash64(data) == expected, rng
+    assert fastq.hash64(bytearray(data)) == expected, rng
+    assert fastq.hash64(memoryview(data)) == expected, rng
+    assert fastq.hash64(data, 12345) == xxhash.xxh3_64_intdigest(data, seed=12345), rng
+    assert fastq.partition(data, 1000) == expected % 1000, rng
+    assert fastq.hash_many([data, data[1:]]).tolist() == [
+        expected,
+        xxhash.xxh3_64_intdigest(data[1:]),
+    ], rng
