@@ -218,6 +218,7 @@ cdef extern from "fq_hash.h" nogil:
 
 cdef extern from "fq_dedup.h" nogil:
     const uint64_t FQ_DD_MAX_KEYS
+    const uint32_t FQ_DD_SEQ_LIMIT
     ctypedef struct fq_dedup:
         double ttl
         uint64_t max_keys
@@ -225,7 +226,7 @@ cdef extern from "fq_dedup.h" nogil:
         bint exact
         uint32_t cap
         uint32_t live
-        uint32_t nslots
+        uint32_t head_seq          # sequence number of the oldest entry
         double now                 # latest clock reading
         uint64_t evictions
         uint64_t expiries

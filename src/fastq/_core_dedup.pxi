@@ -39,7 +39,7 @@ cdef class DedupWindow:
         self._ready = False
 
     def __init__(self, ttl=300.0, max_keys=1_000_000, *, exact=False, clock=None,
-                 _fingerprint_bits=64):
+                 _fingerprint_bits=64, _first_seq=1):
         cdef double t = _as_ttl(ttl)
         cdef uint64_t mask
         if self._ready:        # freeing the C window under another thread's feet would crash
@@ -54,8 +54,13 @@ cdef class DedupWindow:
                 or not 1 <= _fingerprint_bits <= 64:
             raise ValueError(f"_fingerprint_bits must be in 1..64, got {_fingerprint_bits!r}")
         mask = _U64_MAX if _fingerprint_bits == 64 else ((<uint64_t>1 << _fingerprint_bits) - 1)
+        # test hook: where sequence numbers start, to reach the renumbering point quickly
+        if isinstance(_first_seq, bool) or not isinstance(_first_seq, int) \
+                or not 1 <= _first_seq < FQ_DD_SEQ_LIMIT:
+            raise ValueError(f"_first_seq must be in 1..{FQ_DD_SEQ_LIMIT - 1}, got {_first_seq!r}")
         self._setup(t, max_keys, bool(exact), mask,
                     int.from_bytes(_os_dd.urandom(8), "little"), clock)
+        self._d.head_seq = _first_seq            # the window is empty: no slot refers to any
 
     cdef int _setup(self, double ttl, uint64_t max_keys, bint exact, uint64_t mask,
                     uint64_t seed, object clock) except -1:

@@ -32,6 +32,7 @@ import enum
 import json
 import math
 import pickle
+import random
 import subprocess
 import sys
 import textwrap
@@ -1301,3 +1302,37 @@ def test_a_damaged_snapshot_names_its_source() -> None:
         DedupWindow.from_bytes(b"not a snapshot")
     assert info.value.path == "<bytes>"
     assert 0 <= info.value.position <= len(b"not a snapshot")
+
+
+# ---- sequence numbers ---------------------------------------------------------------------
+
+SEQ_LIMIT = 0xFFFFFF00  # fq_dedup.h: the index is renumbered before a sequence number gets here
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_renumbering_before_sequence_numbers_wrap_keeps_every_answer(
+    exact: bool, rng: random.Random
+) -> None:
+    """Index slots name entries by sequence number; before the numbers reach 2**32 the window
+    renumbers itself. Starting the numbers just below that point (a test hook), a stream with
+    repeats, forgets, expiries and evictions crosses it and must answer exactly like the model
+    before, across and after it."""
+    clock = ManualClock(0.0)
+    w = DedupWindow(5.0, 300, exact=exact, clock=clock, _first_seq=SEQ_LIMIT - 700)
+    model = DedupModel(5.0, 300)
+    for step in range(6000):
+        clock.advance(rng.choice((0.0, 0.0, 0.01, 0.5)))
+        key = b"k%d" % rng.randrange(900)
+        if rng.random() < 0.05:
+            assert w.forget(key) == model.forget(key, clock()), (step, rng)
+        else:
+            assert w.seen(key) == model.seen(key, clock()), (step, rng)
+        if step % 500 == 0:
+            assert len(w) == model.len(clock()), (step, rng)
+    assert len(w) == model.len(clock()), rng
+
+
+def test_first_seq_hook_is_checked() -> None:
+    for bad in (0, -1, SEQ_LIMIT, 2**40, 1.5, True):
+        with pytest.raises(ValueError, match="_first_seq"):
+            DedupWindow(_first_seq=bad)  # type: ignore[arg-type]

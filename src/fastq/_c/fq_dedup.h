@@ -2,19 +2,30 @@
  *
  * Entries live in a FIFO ring in insertion order. The TTL is the same for every entry and the
  * clock never moves backwards, so insertion order is also expiry order: expiring and evicting
- * both pop the ring's front, O(1) each. The index that finds an entry by fingerprint is a
- * bucketized cuckoo hash table (Pagh & Rodler 2001; 4-way buckets as in Fan et al.'s cuckoo
- * filter, 2014): a key may sit in either of two 4-slot buckets picked by its tag, so a lookup
- * reads at most 8 slots, and a removal just clears its slot (no shifting, no tombstones). An
- * insert that finds both buckets full moves residents to their other bucket; the rare entry
- * that still finds no room goes to a small stash searched last. Each slot is 8 bytes: 32 bits
- * of the fingerprint (the "tag": it picks the buckets, so moving never looks at the ring) and
- * the ring position + 1 (0 = empty slot).
+ * both pop the ring's front. Every entry also has a sequence number (its insertion count), so
+ * the ring holds the contiguous run of numbers [head_seq, head_seq + used).
+ *
+ * The index that finds an entry by fingerprint is a bucketized cuckoo hash table (Pagh &
+ * Rodler 2001; 4-way buckets as in Fan et al.'s cuckoo filter, 2014): a key sits in one of two
+ * 4-slot buckets picked by its tag, so a lookup reads at most 8 slots with branch-free
+ * compares. Each slot is 8 bytes: 32 bits of the fingerprint (the "tag", which picks the
+ * buckets, so moving a resident never looks at the ring) and the entry's sequence number.
+ * Popping an entry does not touch the index: a slot whose number has left the ring's run is
+ * stale, and counts as free when an insert looks for room (lazy deletion, so expiring and
+ * evicting cost O(1) each). An insert takes the emptier bucket; when both are full it moves a
+ * resident to its other bucket (dropping it if it is stale); the rare entry that still finds no
+ * room after FQ_DD_KICKS moves goes to a small stash searched last.
+ *
+ * Sequence numbers start at 1 (0 marks an empty slot) and never wrap: before the next number
+ * would reach 2^32 - 1 the ring and index are rebuilt and renumbered from 1 (once per four
+ * billion inserts). So "current" is one unsigned subtraction and compare: s - head_seq < used
+ * (stale and empty slots wrap to huge values). A match is still confirmed against the ring
+ * entry it points at (live, same 64-bit fingerprint, and in exact mode same bytes).
  *
  * Memory (fingerprint mode): ring 16 B per entry with 1/16 spare for forgotten entries, index
- * 1.67 slots per entry (load <= 0.6): about 30 B per key at max_keys (docs/hashing.md). Exact mode keeps each
- * key's bytes in an arena (4-byte length + bytes) and compares them, so two keys with equal
- * fingerprints are never confused.
+ * 1.67 slots per entry (load <= 0.6): about 30 B per key at max_keys (docs/hashing.md). Exact
+ * mode keeps each key's bytes in an arena (4-byte length + bytes) and compares them, so two
+ * keys with equal fingerprints are never confused.
  *
  * Pure C, not thread-safe: the Python layer serialises calls. No Python API here. */
 #ifndef FQ_DEDUP_H
@@ -31,6 +42,7 @@
 
 #define FQ_DD_MAX_KEYS (1u << 30)
 #define FQ_DD_DEAD (-INFINITY)              /* `expires` of an entry removed by forget() */
+#define FQ_DD_SEQ_LIMIT 0xFFFFFF00u         /* renumber before a sequence number gets here */
 
 typedef struct {
     uint64_t fp;
@@ -58,6 +70,7 @@ typedef struct {
     fq_dd_entry *ring;
     uint64_t *koff;                         /* exact: arena offset of each entry's key */
     uint32_t cap, cap_max, head, used;      /* used counts forgotten (dead) entries too */
+    uint32_t head_seq;                      /* sequence number of ring[head] */
     uint32_t live;
     fq_dd_index ix;
     uint64_t rng;                           /* xorshift state: which resident an insert moves */
@@ -80,7 +93,14 @@ static inline uint32_t fq_dd_pos(const fq_dedup *d, uint32_t k) {   /* ring inde
     uint64_t p = (uint64_t)d->head + k;
     return (uint32_t)(p >= d->cap ? p - d->cap : p);
 }
-static inline uint32_t fq_dd_buckets_for(uint32_t n) { return (uint32_t)((uint64_t)n * 5 / 12 + 2); }  /* load <= 0.6 */
+/* where sequence number s sits in the ring's run (>= used: not in the ring) */
+static inline uint32_t fq_dd_seq_off(const fq_dedup *d, uint32_t s) { return s - d->head_seq; }
+static inline int fq_dd_current(const fq_dedup *d, uint64_t slot) {  /* not empty, not stale */
+    return (uint32_t)slot - d->head_seq < d->used;
+}
+static inline uint32_t fq_dd_buckets_for(uint32_t n) {               /* load <= 0.6 */
+    return (uint32_t)((uint64_t)n * 5 / 12 + 2);
+}
 
 static inline const unsigned char *fq_dd_key(const fq_dedup *d, uint32_t idx, uint32_t *len) {
     const unsigned char *p = d->arena + (d->koff[idx] - d->a_base);
@@ -88,29 +108,30 @@ static inline const unsigned char *fq_dd_key(const fq_dedup *d, uint32_t idx, ui
     return p + 4;
 }
 
-static inline int fq_dd_match(const fq_dedup *d, uint64_t slot, uint32_t tag, uint64_t fp,
-                              const void *key, size_t klen) {
-    if ((uint32_t)(slot >> 32) != tag || slot == 0) return 0;
-    uint32_t idx = (uint32_t)slot - 1, n;
-    if (d->ring[idx].fp != fp) return 0;
-    if (!d->exact) return 1;
-    const unsigned char *k = fq_dd_key(d, idx, &n);
-    return n == klen && memcmp(k, key, klen) == 0;
+/* the ring index of the live entry `slot` points at if it is (fp, key), else -1 */
+static inline int64_t fq_dd_match(const fq_dedup *d, uint64_t slot, uint64_t fp, const void *key,
+                                  size_t klen) {
+    uint32_t n, off = fq_dd_seq_off(d, (uint32_t)slot);
+    if (off >= d->used) return -1;                /* empty or stale */
+    uint32_t idx = fq_dd_pos(d, off);
+    const fq_dd_entry *e = &d->ring[idx];
+    if (e->fp != fp || e->expires == FQ_DD_DEAD) return -1;
+    if (d->exact) {
+        const unsigned char *k = fq_dd_key(d, idx, &n);
+        if (n != klen || memcmp(k, key, klen) != 0) return -1;
+    }
+    return idx;
 }
 
-/* bit w set where bucket slot w holds `tag` / is empty / indexes ring position idx: plain
- * compares that compile to branch-free code (the scans decide nothing until the mask is in) */
+/* bit w set where bucket slot w holds `tag` / is free (empty or stale): plain compares that
+ * compile to branch-free code (the scans decide nothing until the mask is in) */
 static inline unsigned fq_dd_tagmask(const uint64_t *b, uint32_t tag) {
     return (unsigned)((uint32_t)(b[0] >> 32) == tag) | (unsigned)((uint32_t)(b[1] >> 32) == tag) << 1 |
            (unsigned)((uint32_t)(b[2] >> 32) == tag) << 2 | (unsigned)((uint32_t)(b[3] >> 32) == tag) << 3;
 }
-static inline unsigned fq_dd_emptymask(const uint64_t *b) {
-    return (unsigned)(b[0] == 0) | (unsigned)(b[1] == 0) << 1 | (unsigned)(b[2] == 0) << 2 |
-           (unsigned)(b[3] == 0) << 3;
-}
-static inline unsigned fq_dd_idxmask(const uint64_t *b, uint32_t v) {
-    return (unsigned)((uint32_t)b[0] == v) | (unsigned)((uint32_t)b[1] == v) << 1 |
-           (unsigned)((uint32_t)b[2] == v) << 2 | (unsigned)((uint32_t)b[3] == v) << 3;
+static inline unsigned fq_dd_freemask(const fq_dedup *d, const uint64_t *b) {
+    return (unsigned)!fq_dd_current(d, b[0]) | (unsigned)!fq_dd_current(d, b[1]) << 1 |
+           (unsigned)!fq_dd_current(d, b[2]) << 2 | (unsigned)!fq_dd_current(d, b[3]) << 3;
 }
 static inline unsigned fq_dd_count4(unsigned m) {          /* bits set in a 4-bit mask */
     return (unsigned)(0x4332322132212110ull >> (4 * m)) & 0xF;
@@ -124,56 +145,64 @@ static inline uint64_t *fq_dd_bucket(const fq_dd_index *x, uint32_t b) {
     return x->slots + (size_t)FQ_DD_WAYS * b;
 }
 
-/* the slot holding the entry for (fp, key), or NULL */
-static inline uint64_t *fq_dd_find(const fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
+/* The slot holding (fp, key), or NULL; *idx = the ring index of its entry. */
+static inline uint64_t *fq_dd_find(const fq_dedup *d, uint64_t fp, const void *key, size_t klen,
+                                   uint32_t *idx) {
     const fq_dd_index *x = &d->ix;
     uint32_t tag = fq_dd_tag(fp), w;
     uint64_t *p1 = fq_dd_bucket(x, fq_dd_b1(x, tag)), *p2 = fq_dd_bucket(x, fq_dd_b2(x, tag));
     unsigned m = fq_dd_tagmask(p1, tag) | fq_dd_tagmask(p2, tag) << 4;
+    int64_t i;
     while (m) {                                   /* candidates: almost always the key itself */
         uint64_t *sp = fq_dd_pair_slot(p1, p2, (unsigned)__builtin_ctz(m));
-        if (fq_dd_match(d, *sp, tag, fp, key, klen)) return sp;
+        if ((i = fq_dd_match(d, *sp, fp, key, klen)) >= 0) { *idx = (uint32_t)i; return sp; }
         m &= m - 1;
     }
-    for (w = 0; w < x->stash_n; w++)
-        if (fq_dd_match(d, x->stash[w], tag, fp, key, klen)) return &x->stash[w];
+    for (w = 0; w < x->stash_n; w++) {
+        uint64_t *sp = &x->stash[w];
+        if ((uint32_t)(*sp >> 32) == tag && (i = fq_dd_match(d, *sp, fp, key, klen)) >= 0) {
+            *idx = (uint32_t)i;
+            return sp;
+        }
+    }
     return NULL;
 }
 
-static inline int fq_dd_place(uint64_t *b, uint64_t e) {     /* into an empty slot of b */
-    unsigned m = fq_dd_emptymask(b);
-    if (!m) return 0;
-    b[__builtin_ctz(m)] = e;
-    return 1;
-}
-
-/* index ring position idx under tag; 0 or ENOMEM (only when the stash must grow) */
-static int fq_dd_index_put(fq_dd_index *x, uint64_t *rng, uint32_t tag, uint32_t idx) {
-    uint64_t e = ((uint64_t)tag << 32) | (uint64_t)(idx + 1);
-    uint32_t b1 = fq_dd_b1(x, tag), b2 = fq_dd_b2(x, tag), b;
+/* Index sequence number seq under tag (d->used already counts it). 0, or ENOMEM when the
+ * stash had to grow and could not, in which case one current resident lost its slot. */
+static int fq_dd_index_put(fq_dedup *d, fq_dd_index *x, uint32_t tag, uint32_t seq) {
+    uint64_t e = ((uint64_t)tag << 32) | seq;
+    uint32_t b1 = fq_dd_b1(x, tag), b2 = fq_dd_b2(x, tag), b, w;
     uint64_t *p1 = fq_dd_bucket(x, b1), *p2 = fq_dd_bucket(x, b2);
-    unsigned m1 = fq_dd_emptymask(p1), m2 = fq_dd_emptymask(p2);
+    unsigned m1 = fq_dd_freemask(d, p1), m2 = fq_dd_freemask(d, p2);
     if (m1 | m2) {                                /* the emptier bucket, chosen without a branch */
         int first = fq_dd_count4(m1) >= fq_dd_count4(m2);
         uint64_t *p = first ? p1 : p2;
         p[__builtin_ctz(first ? m1 : m2)] = e;
         return 0;
     }
-    b = (*rng & 1) ? b1 : b2;
+    b = (d->rng & 1) ? b1 : b2;
     for (int k = 0; k < FQ_DD_KICKS; k++) {       /* move a resident to its other bucket */
-        *rng ^= *rng << 13; *rng ^= *rng >> 7; *rng ^= *rng << 17;
-        uint64_t *slot = fq_dd_bucket(x, b) + (*rng >> 62);
+        d->rng ^= d->rng << 13; d->rng ^= d->rng >> 7; d->rng ^= d->rng << 17;
+        uint64_t *slot = fq_dd_bucket(x, b) + (d->rng >> 62);
         uint64_t moved = *slot;
         *slot = e;
         e = moved;
         uint32_t t = (uint32_t)(e >> 32), a1 = fq_dd_b1(x, t);
         b = b == a1 ? fq_dd_b2(x, t) : a1;
-        if (fq_dd_place(fq_dd_bucket(x, b), e)) return 0;
+        uint64_t *p = fq_dd_bucket(x, b);
+        unsigned m = fq_dd_freemask(d, p);
+        if (m) {
+            p[__builtin_ctz(m)] = e;
+            return 0;
+        }
     }
+    for (w = 0; w < x->stash_n; w++)              /* reuse a stale stash slot, else grow */
+        if (!fq_dd_current(d, x->stash[w])) { x->stash[w] = e; return 0; }
     if (x->stash_n == x->stash_cap) {
         uint32_t cap = x->stash_cap ? x->stash_cap * 2 : 8;
         uint64_t *st = (uint64_t *)realloc(x->stash, (size_t)cap * 8);
-        if (!st) return ENOMEM;            /* e (a resident by now) is lost: callers rebuild */
+        if (!st) return ENOMEM;
         x->stash = st;
         x->stash_cap = cap;
     }
@@ -207,33 +236,18 @@ static void fq_dd_unslot(fq_dedup *d, uint64_t *p) {
     }
 }
 
-static void fq_dd_unslot_idx(fq_dedup *d, uint32_t idx) {
-    fq_dd_index *x = &d->ix;
-    uint32_t tag = fq_dd_tag(d->ring[idx].fp), w;
-    uint64_t *p1 = fq_dd_bucket(x, fq_dd_b1(x, tag)), *p2 = fq_dd_bucket(x, fq_dd_b2(x, tag));
-    unsigned m = fq_dd_idxmask(p1, idx + 1) | fq_dd_idxmask(p2, idx + 1) << 4;
-    if (m) {
-        *fq_dd_pair_slot(p1, p2, (unsigned)__builtin_ctz(m)) = 0;
-        return;
-    }
-    for (w = 0; w < x->stash_n; w++)
-        if ((uint32_t)x->stash[w] == idx + 1) { fq_dd_unslot(d, &x->stash[w]); return; }
-}
-
-/* drop the oldest entry; returns 1 if it was live */
-static int fq_dd_pop(fq_dedup *d) {
+/* drop the oldest entry (its index slot goes stale by itself); returns 1 if it was live */
+static inline int fq_dd_pop(fq_dedup *d) {
     uint32_t idx = d->head;
     int was_live = d->ring[idx].expires != FQ_DD_DEAD;
-    if (was_live) {
-        fq_dd_unslot_idx(d, idx);
-        d->live--;
-    }
+    d->live -= (uint32_t)was_live;
     if (d->exact) {
         uint32_t n;
         fq_dd_key(d, idx, &n);
         d->a_head = d->koff[idx] + 4 + n;
     }
     d->head = d->head + 1 == d->cap ? 0 : d->head + 1;
+    d->head_seq++;
     d->used--;
     if (d->used == 0 && d->exact) d->a_head = d->a_tail;
     return was_live;
@@ -249,13 +263,14 @@ static void fq_dd_advance(fq_dedup *d, double now) {
     }
 }
 
-/* Rebuild the ring at capacity new_cap (dropping forgotten entries) and the index to match. */
+/* Rebuild the ring at capacity new_cap (dropping forgotten entries, renumbering from 1) and
+ * the index to match. 0, or ENOMEM with nothing changed. */
 static int fq_dd_relayout(fq_dedup *d, uint32_t new_cap) {
     uint32_t live_cap = new_cap < d->max_keys ? new_cap : (uint32_t)d->max_keys;
     uint32_t k, w = 0;
-    fq_dd_index ix;
+    fq_dedup nd = *d;                             /* the new layout, built beside the old */
     fq_dd_entry *ring = (fq_dd_entry *)malloc((size_t)new_cap * sizeof(fq_dd_entry));
-    int ix_rc = fq_dd_index_new(&ix, fq_dd_buckets_for(live_cap));
+    int ix_rc = fq_dd_index_new(&nd.ix, fq_dd_buckets_for(live_cap));
     uint64_t *koff = NULL;
     unsigned char *arena = NULL;
     uint64_t a_cap = 0, a_tail = 0;
@@ -273,9 +288,12 @@ static int fq_dd_relayout(fq_dedup *d, uint32_t new_cap) {
     }
     if (!ring || ix_rc || (d->exact && (!koff || !arena))) {
         free(ring); free(koff); free(arena);
-        fq_dd_index_free(&ix);
+        fq_dd_index_free(&nd.ix);
         return ENOMEM;
     }
+    nd.ring = ring; nd.koff = koff; nd.arena = arena; nd.cap = new_cap;
+    nd.head = 0; nd.used = 0; nd.head_seq = 1;
+    nd.a_cap = a_cap; nd.a_base = 0; nd.a_head = 0;
     for (k = 0; k < d->used; k++) {
         uint32_t idx = fq_dd_pos(d, k);
         if (d->ring[idx].expires == FQ_DD_DEAD) continue;
@@ -287,18 +305,17 @@ static int fq_dd_relayout(fq_dedup *d, uint32_t new_cap) {
             memcpy(arena + a_tail, key - 4, 4 + (size_t)n);
             a_tail += 4 + n;
         }
-        if (fq_dd_index_put(&ix, &d->rng, fq_dd_tag(ring[w].fp), w)) {
+        nd.used = ++w;
+        if (fq_dd_index_put(&nd, &nd.ix, fq_dd_tag(ring[w - 1].fp), w)) {
             free(ring); free(koff); free(arena);
-            fq_dd_index_free(&ix);
+            fq_dd_index_free(&nd.ix);
             return ENOMEM;
         }
-        w++;
     }
+    nd.a_tail = a_tail;
     free(d->ring); free(d->koff); free(d->arena);
     fq_dd_index_free(&d->ix);
-    d->ring = ring; d->ix = ix; d->koff = koff; d->arena = arena;
-    d->cap = new_cap; d->head = 0; d->used = w;
-    d->a_cap = a_cap; d->a_base = 0; d->a_head = 0; d->a_tail = a_tail;
+    *d = nd;
     return 0;
 }
 
@@ -327,6 +344,7 @@ static int fq_dd_init(fq_dedup *d, double ttl, uint64_t max_keys, int exact, uin
     d->exact = exact;
     d->fp_mask = fp_mask;
     d->cap_max = (uint32_t)(max_keys + max_keys / 16 + 1);
+    d->head_seq = 1;
     d->now = -INFINITY;
     d->rng = 0x9E3779B97F4A7C15ull;
     return fq_dd_relayout(d, d->cap_max < 64 ? d->cap_max : 64);
@@ -354,6 +372,9 @@ static int fq_dd_insert(fq_dedup *d, uint64_t fp, const void *key, size_t klen, 
         uint64_t want = (uint64_t)d->cap * 2;
         int rc = fq_dd_relayout(d, want < d->cap_max ? (uint32_t)want : d->cap_max);
         if (rc) return rc;
+    } else if (d->head_seq + d->used >= FQ_DD_SEQ_LIMIT) {  /* renumber from 1 */
+        int rc = fq_dd_relayout(d, d->cap);
+        if (rc) return rc;
     }
     if (d->exact) {
         if (klen > 0xFFFFFFFFu) return EOVERFLOW;
@@ -361,6 +382,7 @@ static int fq_dd_insert(fq_dedup *d, uint64_t fp, const void *key, size_t klen, 
         if (rc) return rc;
     }
     uint32_t idx = fq_dd_pos(d, d->used);
+    uint32_t seq = d->head_seq + d->used;
     d->ring[idx].fp = fp;
     d->ring[idx].expires = expires;
     if (d->exact) {
@@ -372,9 +394,9 @@ static int fq_dd_insert(fq_dedup *d, uint64_t fp, const void *key, size_t klen, 
     }
     d->used++;
     d->live++;
-    if (fq_dd_index_put(&d->ix, &d->rng, fq_dd_tag(fp), idx)) {
-        /* Out of memory growing the stash, and the entry being moved lost its slot: forget
-         * the new key and re-index the rest from the ring (best effort: this is OOM). */
+    if (fq_dd_index_put(d, &d->ix, fq_dd_tag(fp), seq)) {
+        /* Out of memory growing the stash, and a resident lost its slot: forget the new key
+         * and re-index the rest from the ring (best effort: this is OOM). */
         d->ring[idx].expires = FQ_DD_DEAD;
         d->live--;
         fq_dd_relayout(d, d->cap);
@@ -387,8 +409,9 @@ static int fq_dd_insert(fq_dedup *d, uint64_t fp, const void *key, size_t klen, 
 /* check-and-insert at the current time: 1 = seen within the window, 0 = new (now remembered),
  * negative = -errno (nothing changed) */
 static inline int fq_dd_seen(fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
+    uint32_t idx;
     fp &= d->fp_mask;
-    if (fq_dd_find(d, fp, key, klen)) {
+    if (fq_dd_find(d, fp, key, klen, &idx)) {
         d->hits++;
         return 1;
     }
@@ -409,11 +432,6 @@ static size_t fq_dd_seen_many(fq_dedup *d, const uint64_t *fp, const unsigned ch
             __builtin_prefetch(fq_dd_bucket(&d->ix, fq_dd_b1(&d->ix, t)));
             __builtin_prefetch(fq_dd_bucket(&d->ix, fq_dd_b2(&d->ix, t)));
         }
-        if (d->used > FQ_DD_AHEAD) {              /* ... and those of the entry it may evict */
-            uint32_t t = fq_dd_tag(d->ring[fq_dd_pos(d, FQ_DD_AHEAD)].fp);
-            __builtin_prefetch(fq_dd_bucket(&d->ix, fq_dd_b1(&d->ix, t)), 1);
-            __builtin_prefetch(fq_dd_bucket(&d->ix, fq_dd_b2(&d->ix, t)), 1);
-        }
         int r = fq_dd_seen(d, fp[i], kp ? kp[i] : NULL, kp ? kl[i] : 0);
         if (r < 0) {
             *err = -r;
@@ -425,13 +443,14 @@ static size_t fq_dd_seen_many(fq_dedup *d, const uint64_t *fp, const unsigned ch
 }
 
 static inline int fq_dd_contains(const fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
-    return fq_dd_find(d, fp & d->fp_mask, key, klen) != NULL;
+    uint32_t idx;
+    return fq_dd_find(d, fp & d->fp_mask, key, klen, &idx) != NULL;
 }
 
 static int fq_dd_forget(fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
-    uint64_t *slot = fq_dd_find(d, fp & d->fp_mask, key, klen);
+    uint32_t idx;
+    uint64_t *slot = fq_dd_find(d, fp & d->fp_mask, key, klen, &idx);
     if (!slot) return 0;
-    uint32_t idx = (uint32_t)*slot - 1;
     fq_dd_unslot(d, slot);
     d->ring[idx].expires = FQ_DD_DEAD;
     d->live--;
@@ -591,7 +610,8 @@ static int fq_dd_restore(fq_dedup *d, const unsigned char *b, const fq_dd_header
             return EINVAL;
         }
         if (!(rem > 0)) continue;
-        if (fq_dd_find(d, fp, key, klen)) {
+        uint32_t found;
+        if (fq_dd_find(d, fp, key, klen, &found)) {
             *dup_pos = (int64_t)(FQ_DD_HEADER + 16 * k);
             *why = "a key appears twice";
             return EINVAL;
