@@ -312,17 +312,19 @@ class FastqDedupArray(FastqDedup):
 class DictDequeWindow(DedupPeer):
     """The window users write in pure Python, with DedupWindow's semantics.
 
-    A dict key -> expiry time and a deque of (key, expiry) in insertion order. On every key:
-    read time.monotonic(); drop keys from the front while their expiry <= now; a key still
-    in the dict is a duplicate (its expiry is not extended); otherwise, when the window is
-    full, evict the oldest key, then remember this one until now + ttl.
+    A dict key -> expiry time and a deque of (key, expiry) in insertion order. On every key
+    (``seen``) or batch (``seen_many``, which reads the clock once per batch exactly as
+    DedupWindow.seen_many does): read time.monotonic(); drop keys from the front while their
+    expiry <= now; a key still in the dict is a duplicate (its expiry is not extended);
+    otherwise, when the window is full, evict the oldest key, then remember this one until
+    now + ttl.
     """
 
     name = "dict+deque"
     caps = frozenset({"seen", "many"})
     note = (
         "dict key -> expiry + deque of (key, expiry); expire from the front, evict the "
-        "oldest when full, time.monotonic() per key; batches: the same loop inline"
+        "oldest when full; time.monotonic() per key, per batch in seen_many (as fastq)"
     )
 
     def _open(self) -> None:
@@ -357,10 +359,10 @@ class DictDequeWindow(DedupPeer):
         max_keys = self.max_keys
         out: list[bool] = []
         answer = out.append
+        now = clock()  # one reading per batch, as DedupWindow.seen_many does
+        while order and order[0][1] <= now:
+            del expiry[popleft()[0]]
         for key in keys:
-            now = clock()
-            while order and order[0][1] <= now:
-                del expiry[popleft()[0]]
             if key in expiry:
                 answer(True)
                 continue
