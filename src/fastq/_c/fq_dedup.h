@@ -216,10 +216,11 @@ static inline void fq_dd_locate(const fq_dedup *d, const fq_dd_index *x, uint32_
 /* Index sequence number seq under tag (d->used already counts it); `at` is the tag's
  * fq_dd_locate result for index x, or NULL. 0, or ENOMEM when the stash had to grow and could
  * not, in which case one current resident lost its slot. */
-static int fq_dd_index_put(fq_dedup *d, fq_dd_index *x, uint32_t tag, uint32_t seq,
-                           const fq_dd_where *at) {
+static int fq_dd_index_kick(fq_dedup *d, fq_dd_index *x, uint32_t tag, uint64_t e);
+
+static inline int fq_dd_index_put(fq_dedup *d, fq_dd_index *x, uint32_t tag, uint32_t seq,
+                                  const fq_dd_where *at) {
     uint64_t e = ((uint64_t)tag << 32) | seq;
-    uint32_t b, w;
     fq_dd_where here;
     if (!at) {
         fq_dd_locate(d, x, tag, &here);
@@ -231,6 +232,12 @@ static int fq_dd_index_put(fq_dedup *d, fq_dd_index *x, uint32_t tag, uint32_t s
         p[__builtin_ctz(first ? at->m1 : at->m2)] = e;
         return 0;
     }
+    return fq_dd_index_kick(d, x, tag, e);
+}
+
+/* both buckets full: move residents to their other buckets, else use the stash */
+static int fq_dd_index_kick(fq_dedup *d, fq_dd_index *x, uint32_t tag, uint64_t e) {
+    uint32_t b, w;
     b = (d->rng & 1) ? fq_dd_b1(x, tag) : fq_dd_b2(x, tag);
     for (int k = 0; k < FQ_DD_KICKS; k++) {       /* move a resident to its other bucket */
         d->rng ^= d->rng << 13; d->rng ^= d->rng >> 7; d->rng ^= d->rng << 17;
