@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -83,17 +83,43 @@ def test_dedup_many(
 ) -> None:
     array = "many-array" in window_type.caps
     chunks = batches(stream.ids if array else stream.keys)
-    n = len(stream.repeats)
-    what = f"dedup-many/{window}"
-
-    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-        return (window_type(DEDUP_TTL, DEDUP_MAX_KEYS), []), {}
 
     def run(peer: DedupPeer, out: list[Any]) -> None:
         seen_many = peer.seen_many
         answer = out.append
         for chunk in chunks:
             answer(seen_many(chunk))
+
+    _measure_window(
+        benchmark,
+        settings,
+        window_type,
+        window,
+        stream,
+        "dedup-many",
+        run,
+        {
+            **_window_info(window_type, 8 if array else KEY_BYTES, len(stream.repeats)),
+            "batch": DEDUP_BATCH,
+        },
+    )
+
+
+def _measure_window(
+    benchmark: Any,
+    settings: Settings,
+    window_type: type[DedupPeer],
+    window: str,
+    stream: DedupStream,
+    scenario: str,
+    run: Callable[[DedupPeer, list[Any]], None],
+    extra_info: dict[str, Any],
+) -> None:
+    """Time run(fresh window, answers) per round; check every answer and the window after it."""
+    what = f"{scenario}/{window}"
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (window_type(DEDUP_TTL, DEDUP_MAX_KEYS), []), {}
 
     def teardown(peer: DedupPeer, out: list[Any]) -> None:
         check_duplicates(out, stream, what)
@@ -102,17 +128,14 @@ def test_dedup_many(
     measure(
         benchmark,
         settings,
-        scenario="dedup-many",
+        scenario=scenario,
         impl=window,
-        items=n,
+        items=len(stream.repeats),
         target=run,
         setup=setup,
         teardown=teardown,
         rounds=settings.rounds * ROUNDS_FACTOR,
-        extra_info={
-            **_window_info(window_type, 8 if array else KEY_BYTES, n),
-            "batch": DEDUP_BATCH,
-        },
+        extra_info=extra_info,
     )
 
 
@@ -125,29 +148,18 @@ def test_dedup_seen(
     stream: DedupStream,
 ) -> None:
     keys = stream.keys
-    n = len(keys)
-    what = f"dedup-seen/{window}"
-
-    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-        return (window_type(DEDUP_TTL, DEDUP_MAX_KEYS), []), {}
 
     def run(peer: DedupPeer, out: list[Any]) -> None:
         seen = peer.seen
         out.append([seen(key) for key in keys])
 
-    def teardown(peer: DedupPeer, out: list[Any]) -> None:
-        check_duplicates(out, stream, what)
-        check_window(peer, stream, what)
-
-    measure(
+    _measure_window(
         benchmark,
         settings,
-        scenario="dedup-seen",
-        impl=window,
-        items=n,
-        target=run,
-        setup=setup,
-        teardown=teardown,
-        rounds=settings.rounds * ROUNDS_FACTOR,
-        extra_info=_window_info(window_type, KEY_BYTES, n),
+        window_type,
+        window,
+        stream,
+        "dedup-seen",
+        run,
+        _window_info(window_type, KEY_BYTES, len(keys)),
     )

@@ -119,16 +119,41 @@ def test_partition_list(
     partitions: int,
     hash_data: HashData,
 ) -> None:
+    n = settings.hash_keys
+    _measure_partitions(
+        benchmark,
+        settings,
+        hasher,
+        hasher_type,
+        f"partition-list-{partitions}",
+        hasher_type.partition_list,
+        hash_data.keys(n),
+        hash_data.hashes(n),
+        partitions,
+        KEY_BYTES,
+    )
+
+
+def _measure_partitions(
+    benchmark: Any,
+    settings: Settings,
+    hasher: str,
+    hasher_type: type[HashPeer],
+    scenario: str,
+    partition_fn: Callable[[Any, int], Any],
+    keys: Any,
+    hashes: Any,
+    partitions: int,
+    key_bytes: int,
+) -> None:
+    """Time partition_fn(keys, partitions) per round; check every key's partition after it."""
     import numpy as np
 
-    n = settings.hash_keys
-    keys = hash_data.keys(n)
-    expected = (hash_data.hashes(n) % np.uint64(partitions)).astype(np.int64)
-    partition_list = hasher_type.partition_list
-    scenario = f"partition-list-{partitions}"
+    n = len(keys)
+    expected = (hashes % np.uint64(partitions)).astype(np.int64)
 
     def run(box: list[Any]) -> None:
-        box.append(partition_list(keys, partitions))
+        box.append(partition_fn(keys, partitions))
 
     def teardown(box: list[Any]) -> None:
         check_partitions(box.pop(), expected, partitions, f"{scenario}/{hasher}")
@@ -143,7 +168,7 @@ def test_partition_list(
         setup=_boxed,
         teardown=teardown,
         rounds=settings.rounds * ROUNDS_FACTOR,
-        extra_info={**hash_info(hasher_type, KEY_BYTES, n), "partitions": partitions},
+        extra_info={**hash_info(hasher_type, key_bytes, n), "partitions": partitions},
     )
 
 
@@ -157,32 +182,19 @@ def test_partition_array(
     partitions: int,
     hash_data: HashData,
 ) -> None:
-    import numpy as np
-
     total = settings.hash_array_keys
     n = total if hasher_type.fast else min(settings.hash_keys, total)
-    keys = hash_data.array(total)[:n]
-    expected = (hash_data.array_hashes(total)[:n] % np.uint64(partitions)).astype(np.int64)
-    partition_array = hasher_type.partition_array
-    scenario = f"partition-array-{partitions}"
-
-    def run(box: list[Any]) -> None:
-        box.append(partition_array(keys, partitions))
-
-    def teardown(box: list[Any]) -> None:
-        check_partitions(box.pop(), expected, partitions, f"{scenario}/{hasher}")
-
-    measure(
+    _measure_partitions(
         benchmark,
         settings,
-        scenario=scenario,
-        impl=hasher,
-        items=n,
-        target=run,
-        setup=_boxed,
-        teardown=teardown,
-        rounds=settings.rounds * ROUNDS_FACTOR,
-        extra_info={**hash_info(hasher_type, 8, n), "partitions": partitions},
+        hasher,
+        hasher_type,
+        f"partition-array-{partitions}",
+        hasher_type.partition_array,
+        hash_data.array(total)[:n],
+        hash_data.array_hashes(total)[:n],
+        partitions,
+        8,
     )
 
 

@@ -2,7 +2,8 @@
 # Long tiers that do not fit CI's budget (run by hand or nightly; each part prints its seed):
 #   - the threaded stress suites scaled x50 on this interpreter and on free-threaded 3.13t;
 #   - the pure-C harness (plain and TSan) scaled x100 (FASTQ_STRESS_SCALE);
-#   - the segment log crash / power-loss / corruption tiers at soak size (FASTQ_SOAK=1);
+#   - the segment log crash / power-loss / corruption tiers and the dedup window's kill -9 loop
+#     at soak size (FASTQ_SOAK=1);
 #   - the whole suite against an ASan+UBSan build of the extension.
 # Usage: tools/soak.sh [scale]   (default 50)
 set -euo pipefail

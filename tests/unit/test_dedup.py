@@ -577,15 +577,7 @@ def test_infinite_clock_readings_are_rejected_or_handled(readings: list[Any]) ->
     t = -inf or +inf expires at t + ttl = t, i.e. at once), and the window never holds more
     than max_keys keys. Run in a subprocess: a crash must fail this test, not the session."""
     floats = [float(t) for t in readings]
-    proc = subprocess.run(
-        [sys.executable, "-c", INFINITE_CLOCK_SCRIPT, json.dumps(floats)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
-    report = json.loads(proc.stdout)
+    report = run_script(INFINITE_CLOCK_SCRIPT, json.dumps(floats))
     m = DedupModel(10.0, 4)
     for (_, key, got), t in zip(report["results"], floats, strict=True):
         if got == "ValueError":
@@ -634,16 +626,22 @@ def test_keys_released_while_the_clock_runs_are_the_keys_inserted(kind: str, exa
     Python code runs), the window must still insert the keys it was given, not whatever
     reuses their memory. Every key reported new must be found afterwards. In a subprocess: a
     read of freed memory may crash."""
+    report = run_script(RELEASED_KEYS_SCRIPT, kind, "1" if exact else "0")
+    assert report == {"new": 2000, "len": 2000, "found": 2000, "again": 2000}, report
+
+
+def run_script(script: str, *args: str) -> Any:
+    """Run `script` in a child interpreter (a crash fails one test, not the session) and
+    return the JSON it printed."""
     proc = subprocess.run(
-        [sys.executable, "-c", RELEASED_KEYS_SCRIPT, kind, "1" if exact else "0"],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
-    report = json.loads(proc.stdout)
-    assert report == {"new": 2000, "len": 2000, "found": 2000, "again": 2000}, report
+    return json.loads(proc.stdout)
 
 
 # ---- capacity -----------------------------------------------------------------------------------
