@@ -488,7 +488,8 @@ cdef class SegmentLog:
         cdef _Segment seg
         cdef fq_scan sc
         cdef uint64_t expected = 0, ck_seq = 0, ck_pos = 0, ck_next = 0, tail_end, q, found
-        cdef bint last, have_ck, damaged
+        cdef bint last, damaged
+        cdef bint have_ck = False            # set per segment; read only after the loop ran
         found_list = self._list_segments()
         segs = []
         for i, (base, path) in enumerate(found_list):
