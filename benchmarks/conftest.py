@@ -343,44 +343,36 @@ def settings(pytestconfig: pytest.Config) -> Settings:
     return _settings(pytestconfig)
 
 
-@pytest.fixture
-def peer_type(impl: str) -> type[Peer]:
-    """The adapter class for the test's `impl` parameter; skips peers not installed."""
-    cls = REGISTRY[impl]
+def _available(cls: Any) -> Any:
+    """cls, or skip the test when its implementation is not installed here."""
     reason = cls.missing()
     if reason is not None:
         pytest.skip(reason)
     return cls
+
+
+@pytest.fixture
+def peer_type(impl: str) -> type[Peer]:
+    """The adapter class for the test's `impl` parameter; skips peers not installed."""
+    return _available(REGISTRY[impl])
 
 
 @pytest.fixture
 def store_type(store: str) -> type[LogPeer]:
     """The log store class for the test's `store` parameter; skips stores not installed."""
-    cls = LOG_REGISTRY[store]
-    reason = cls.missing()
-    if reason is not None:
-        pytest.skip(reason)
-    return cls
+    return _available(LOG_REGISTRY[store])
 
 
 @pytest.fixture
 def hasher_type(hasher: str) -> type[HashPeer]:
     """The hashing implementation for the test's `hasher` parameter; skips it if missing."""
-    cls = HASH_REGISTRY[hasher]
-    reason = cls.missing()
-    if reason is not None:
-        pytest.skip(reason)
-    return cls
+    return _available(HASH_REGISTRY[hasher])
 
 
 @pytest.fixture
 def window_type(window: str) -> type[DedupPeer]:
     """The dedup window class for the test's `window` parameter; skips it if missing."""
-    cls = DEDUP_REGISTRY[window]
-    reason = cls.missing()
-    if reason is not None:
-        pytest.skip(reason)
-    return cls
+    return _available(DEDUP_REGISTRY[window])
 
 
 @pytest.fixture(scope="session")
