@@ -172,7 +172,6 @@ cdef class DedupWindow:
         cdef unsigned char *ints = NULL
         cdef void *out
         cdef Py_ssize_t i, n
-        cdef size_t done
         cdef int err = 0
         cdef double now
         cdef bint exact = self._d.exact
@@ -206,7 +205,7 @@ cdef class DedupWindow:
             now = self._now()
             fq_pylock_acquire(&self._lock)
             fq_dd_advance(&self._d, now)
-            done = fq_dd_seen_many(&self._d, fps, kp, kl, <size_t>n, <unsigned char *>out, &err)
+            fq_dd_seen_many(&self._d, fps, kp, kl, <size_t>n, <unsigned char *>out, &err)
             fq_pylock_release(&self._lock)
             if err:
                 self._check(err)

@@ -336,7 +336,6 @@ cdef object _batch_of(object keys, _Batch *b):
 cdef int _array_kind(_Batch *b, object keys) except -1:
     cdef bytes fmt = (b.view.format or b"B")
     cdef bint swap = False
-    cdef Py_ssize_t i = 0
     cdef str dtype
     if b.view.ndim != 1:
         raise TypeError(f"keys must be a 1-dimensional array, got ndim={b.view.ndim}")
@@ -478,8 +477,7 @@ def group_by_partition(keys, partitions, *, strategy="modulo"):
     _batch_of(keys, &b)
     try:
         order = _new_array(b.n, "int64", &o)
-        counts = _numpy()[0].zeros(d, dtype="int64")
-        c = _array_data(counts)
+        counts = _new_array(d, "int64", &c)
         part = <int32_t *>malloc(<size_t>(b.n if b.n else 1) * 4)
         cursor = <int64_t *>malloc(<size_t>d * 8)
         if part == NULL or cursor == NULL:
@@ -492,11 +490,3 @@ def group_by_partition(keys, partitions, *, strategy="modulo"):
         free(cursor)
         _batch_release(&b)
     return order, counts
-
-
-cdef void *_array_data(object arr) except NULL:
-    cdef Py_buffer v
-    PyObject_GetBuffer(arr, &v, PyBUF_WRITABLE)
-    cdef void *p = v.buf
-    PyBuffer_Release(&v)
-    return p if p != NULL else <void *>1

@@ -174,13 +174,24 @@ static inline uint64_t *fq_dd_bucket(const fq_dd_index *x, uint32_t b) {
     return x->slots + (size_t)FQ_DD_WAYS * b;
 }
 
-/* The slot holding (fp, key), or NULL; *idx = the ring index of its entry. */
+/* A key's two buckets and their free slots, as a lookup found them (an insert right after the
+ * lookup reuses them; popping entries in between only frees more slots, so the masks stay
+ * true, if incomplete). */
+typedef struct {
+    uint64_t *p1, *p2;
+    unsigned m1, m2;
+} fq_dd_where;
+
+/* The slot holding (fp, key), or NULL; *idx = the ring index of its entry, at->p1/p2 = the
+ * key's buckets (for an insert that follows). */
 static inline uint64_t *fq_dd_find(const fq_dedup *d, uint64_t fp, const void *key, size_t klen,
-                                   uint32_t *idx) {
+                                   uint32_t *idx, fq_dd_where *at) {
     const fq_dd_index *x = &d->ix;
     uint32_t tag = fq_dd_tag(fp), w;
     uint64_t *p1 = fq_dd_bucket(x, fq_dd_b1(x, tag)), *p2 = fq_dd_bucket(x, fq_dd_b2(x, tag));
     unsigned m = fq_dd_tagmask(p1, tag) | fq_dd_tagmask(p2, tag) << 4;
+    at->p1 = p1;
+    at->p2 = p2;
     int64_t i;
     while (m) {                                   /* candidates: almost always the key itself */
         uint64_t *sp = fq_dd_pair_slot(p1, p2, (unsigned)__builtin_ctz(m));
@@ -196,14 +207,6 @@ static inline uint64_t *fq_dd_find(const fq_dedup *d, uint64_t fp, const void *k
     }
     return NULL;
 }
-
-/* A key's two buckets and their free slots, as a lookup found them (an insert right after the
- * lookup reuses them; popping entries in between only frees more slots, so the masks stay
- * true, if incomplete). */
-typedef struct {
-    uint64_t *p1, *p2;
-    unsigned m1, m2;
-} fq_dd_where;
 
 static inline void fq_dd_locate(const fq_dedup *d, const fq_dd_index *x, uint32_t tag,
                                 fq_dd_where *w) {
@@ -486,32 +489,19 @@ static int fq_dd_insert(fq_dedup *d, uint64_t fp, const void *key, size_t klen, 
 /* check-and-insert at the current time: 1 = seen within the window, 0 = new (now remembered),
  * negative = -errno (nothing changed) */
 static inline int fq_dd_seen(fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
-    const fq_dd_index *x = &d->ix;
-    uint32_t tag, w;
+    uint32_t idx;
     fq_dd_where at;
     fp &= d->fp_mask;
-    tag = fq_dd_tag(fp);
-    at.p1 = fq_dd_bucket(x, fq_dd_b1(x, tag));
-    at.p2 = fq_dd_bucket(x, fq_dd_b2(x, tag));
-    unsigned m = fq_dd_tagmask(at.p1, tag) | fq_dd_tagmask(at.p2, tag) << 4;
-    while (m) {                                   /* as fq_dd_find, keeping the buckets */
-        if (fq_dd_match(d, *fq_dd_pair_slot(at.p1, at.p2, (unsigned)__builtin_ctz(m)), fp, key,
-                        klen) >= 0)
-            goto seen;
-        m &= m - 1;
+    if (fq_dd_find(d, fp, key, klen, &idx, &at)) {
+        d->hits++;
+        return 1;
     }
-    for (w = 0; w < x->stash_n; w++)
-        if ((uint32_t)(x->stash[w] >> 32) == tag && fq_dd_match(d, x->stash[w], fp, key, klen) >= 0)
-            goto seen;
     double expires = d->now + d->ttl;
     if (expires != expires || expires == FQ_DD_DEAD) return -EINVAL;   /* no clock reading yet */
     at.m1 = fq_dd_freemask(d, at.p1);
     at.m2 = fq_dd_freemask(d, at.p2);
     int rc = fq_dd_insert(d, fp, key, klen, expires, &at);
     return rc ? -rc : 0;
-seen:
-    d->hits++;
-    return 1;
 }
 
 /* fq_dd_seen over a batch (keys only in exact mode: kp/kl may be NULL otherwise), prefetching
@@ -537,12 +527,14 @@ static size_t fq_dd_seen_many(fq_dedup *d, const uint64_t *fp, const unsigned ch
 
 static inline int fq_dd_contains(const fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
     uint32_t idx;
-    return fq_dd_find(d, fp & d->fp_mask, key, klen, &idx) != NULL;
+    fq_dd_where at;
+    return fq_dd_find(d, fp & d->fp_mask, key, klen, &idx, &at) != NULL;
 }
 
 static int fq_dd_forget(fq_dedup *d, uint64_t fp, const void *key, size_t klen) {
     uint32_t idx;
-    uint64_t *slot = fq_dd_find(d, fp & d->fp_mask, key, klen, &idx);
+    fq_dd_where at;
+    uint64_t *slot = fq_dd_find(d, fp & d->fp_mask, key, klen, &idx, &at);
     if (!slot) return 0;
     fq_dd_unslot(d, slot);
     d->ring[idx].expires = FQ_DD_DEAD;
@@ -704,7 +696,8 @@ static int fq_dd_restore(fq_dedup *d, const unsigned char *b, const fq_dd_header
         }
         if (!(rem > 0)) continue;
         uint32_t found;
-        if (fq_dd_find(d, fp, key, klen, &found)) {
+        fq_dd_where at;
+        if (fq_dd_find(d, fp, key, klen, &found, &at)) {
             *dup_pos = (int64_t)(FQ_DD_HEADER + 16 * k);
             *why = "a key appears twice";
             return EINVAL;

@@ -174,12 +174,12 @@ static void fq_partition_array(const fq_key_array *a, const fq_divisor *dv, int 
 }
 
 /* A stable counting sort of indices by partition: counts[p] = how many keys went to p, and
- * order lists the indices of partition 0's keys (in input order), then partition 1's...
- * counts must hold n_parts zeros. */
+ * order lists the indices of partition 0's keys (in input order), then partition 1's... */
 static void fq_group(const int32_t *part, size_t n, uint32_t n_parts, int64_t *counts,
                      int64_t *order, int64_t *cursor /* n_parts scratch */) {
     size_t i;
     int64_t run = 0;
+    memset(counts, 0, (size_t)n_parts * sizeof(int64_t));
     for (i = 0; i < n; i++) counts[part[i]]++;
     for (i = 0; i < n_parts; i++) { cursor[i] = run; run += counts[i]; }
     for (i = 0; i < n; i++) order[cursor[part[i]]++] = (int64_t)i;
