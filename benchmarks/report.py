@@ -31,7 +31,7 @@ import statistics
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE / "results" / "latest.json"
@@ -113,16 +113,24 @@ def load_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+_R = TypeVar("_R", "Row", "LogRow")
+
+
+def _by_scenario_impl(runs: list[list[_R]]) -> dict[tuple[str, str], list[_R]]:
+    """The runs' rows grouped by (scenario, impl), in first-seen order."""
+    by_key: dict[tuple[str, str], list[_R]] = {}
+    for rows in runs:
+        for row in rows:
+            by_key.setdefault((row.scenario, row.impl), []).append(row)
+    return by_key
+
+
 def combine(runs: list[list[Row]]) -> list[Row]:
     """One row per (scenario, impl): the median of the runs' medians."""
     if len(runs) == 1:
         return runs[0]
-    by_key: dict[tuple[str, str], list[Row]] = {}
-    for rows in runs:
-        for row in rows:
-            by_key.setdefault((row.scenario, row.impl), []).append(row)
     out: list[Row] = []
-    for (scenario, impl), rows in by_key.items():
+    for (scenario, impl), rows in _by_scenario_impl(runs).items():
         if len({r.items for r in rows}) > 1:
             raise ValueError(f"the runs moved different numbers of items in {scenario}/{impl}")
         median = statistics.median(r.median_s for r in rows)
@@ -497,12 +505,8 @@ def combine_log(runs: list[list[LogRow]]) -> list[LogRow]:
     """One row per (scenario, impl): the median of the runs' medians (and of their extras)."""
     if len(runs) == 1:
         return runs[0]
-    by_key: dict[tuple[str, str], list[LogRow]] = {}
-    for rows in runs:
-        for row in rows:
-            by_key.setdefault((row.scenario, row.impl), []).append(row)
     out: list[LogRow] = []
-    for (scenario, impl), rows in by_key.items():
+    for (scenario, impl), rows in _by_scenario_impl(runs).items():
         if len({(r.items, r.bytes) for r in rows}) > 1:
             raise ValueError(f"the runs did different amounts of work in {scenario}/{impl}")
         median = statistics.median(r.median_s for r in rows)
