@@ -368,6 +368,30 @@ def test_readers_at_the_retention_edge_never_skip(tmp_path: Path, stress_scale: 
         log.close()
 
 
+def write_mixed(
+    log: fastq.SegmentLog,
+    t: int,
+    per: int,
+    acks: list[tuple[int, int]],
+    r: random.Random,
+    *,
+    single: float,
+    max_batch: int,
+) -> None:
+    """Writer t appends its records 0..per-1 (tag t + 1), one at a time with probability
+    `single`, else in append_many batches of 1..max_batch; acks gets (seq, offset) for each."""
+    seq = 0
+    while seq < per:
+        if single >= 1.0 or r.random() < single:
+            acks.append((seq, append_as(log, t + 1, seq)))
+            seq += 1
+        else:
+            k = min(r.randint(1, max_batch), per - seq)
+            first = append_many_as(log, t + 1, range(seq, seq + k))
+            acks.extend((seq + i, first + i) for i in range(k))
+            seq += k
+
+
 # ---- several writers -----------------------------------------------------------------------------
 
 
@@ -387,16 +411,7 @@ def test_concurrent_writers_lose_nothing(
 
     def writer(t: int, r: random.Random) -> None:
         start.wait()
-        seq = 0
-        while seq < per:
-            if t < 2 or r.random() < 0.3:
-                acks[t].append((seq, append_as(log, t + 1, seq)))
-                seq += 1
-            else:
-                k = min(r.randint(1, 40), per - seq)
-                first = append_many_as(log, t + 1, range(seq, seq + k))
-                acks[t].extend((seq + i, first + i) for i in range(k))
-                seq += k
+        write_mixed(log, t, per, acks[t], r, single=1.0 if t < 2 else 0.3, max_batch=40)
 
     try:
         for t in range(threads):
@@ -518,16 +533,7 @@ def test_tail_follows_concurrent_writers(
 
     def writer(t: int, r: random.Random) -> None:
         start.wait()
-        seq = 0
-        while seq < per:
-            if r.random() < 0.5:
-                acks[t].append((seq, append_as(log, t + 1, seq)))
-                seq += 1
-            else:
-                k = min(r.randint(1, 20), per - seq)
-                first = append_many_as(log, t + 1, range(seq, seq + k))
-                acks[t].extend((seq + i, first + i) for i in range(k))
-                seq += k
+        write_mixed(log, t, per, acks[t], r, single=0.5, max_batch=20)
 
     try:
         tail_thread = crew.spawn("tail", follower)
