@@ -578,7 +578,11 @@ def test_waiting_aget_and_aput_do_not_spin_or_start_threads() -> None:
     ):
         assert cpu < 0.1, f"{what}: {cpu:.3f}s of CPU while waiting 0.2s (busy loop?)"
         assert extra_threads == 0, f"{what}: {extra_threads} Python threads appeared"
-        assert extra_native in (0, None), f"{what}: {extra_native} native threads appeared"
+        # <= 0: the previous round's waker thread may still be leaving the kernel's task
+        # list when the window opens (Python's join returns before the OS thread is gone)
+        assert extra_native is None or extra_native <= 0, (
+            f"{what}: {extra_native} native threads appeared"
+        )
     assert [r[3] for r in results] == ["x", ["y"], None]
     assert taken == ["old"]
     assert full.get_nowait() == "new"
