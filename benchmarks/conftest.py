@@ -15,16 +15,19 @@ Run them with ``python benchmarks/run.py`` (which also prints the report), or di
 
 and for the SegmentLog benchmarks (bench_log_*.py) the --bench-log-* sizes of harness.Settings
 (records per round, bytes per round, threads...) and --bench-log-dir (where their stores live;
-default: the system temporary directory, which should be on a real disk, not tmpfs), and
-for the hashing and dedup benchmarks (bench_hash.py, bench_dedup.py) --bench-hash-keys,
---bench-hash-array-keys, --bench-hash-calls and --bench-dedup-keys.
+default: the system temporary directory, which should be on a real disk, not tmpfs), for
+the hashing and dedup benchmarks (bench_hash.py, bench_dedup.py) --bench-hash-keys,
+--bench-hash-array-keys, --bench-hash-calls and --bench-dedup-keys, and for the work-queue
+benchmarks (bench_queue.py) --bench-queue-items and --bench-queue-slow-items (their on-disk
+queues live under --bench-log-dir too).
 
 Fixtures: ``settings`` (those sizes), ``peer_type`` (the peer class named by the test's
 ``impl`` parameter, skipping peers that are not installed), ``aio_loop`` (a fresh event loop),
 ``store_type`` (the log store class named by the test's ``store`` parameter), ``log_dir``
-(a directory for the session's log stores, removed at the end), ``hasher_type`` and
-``window_type`` (the hashing implementation and dedup window named by the test's ``hasher``
-and ``window`` parameters).
+(a directory for the session's log stores and on-disk work queues, removed at the end),
+``hasher_type`` and ``window_type`` (the hashing implementation and dedup window named by the
+test's ``hasher`` and ``window`` parameters), ``queue_type`` (the work queue named by the
+test's ``queue_impl`` parameter).
 """
 
 from __future__ import annotations
@@ -37,12 +40,13 @@ import importlib.metadata
 import os
 import platform
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -66,6 +70,7 @@ from harness import Settings  # noqa: E402
 from hash_peers import DEDUP_REGISTRY, HASH_REGISTRY, DedupPeer, HashPeer  # noqa: E402
 from log_peers import LOG_REGISTRY, LogPeer  # noqa: E402
 from peers import REGISTRY, Implementation, Peer  # noqa: E402
+from queue_peers import QUEUE_REGISTRY, WorkQueuePeer  # noqa: E402
 
 _OPTIONS: dict[str, str] = {
     "items": "items moved per round by the per-item scenarios",
@@ -89,6 +94,8 @@ _OPTIONS: dict[str, str] = {
     "hash_array_keys": "hashing: uint64 keys per round, fastq partition_many on an array",
     "hash_calls": "hashing: single hash64 calls per round",
     "dedup_keys": "dedup: keys in the stream each round checks",
+    "queue_items": "work queue: messages per round (fastq, the in-memory lease table)",
+    "queue_slow_items": "work queue: messages per round (the SQLite peers)",
 }
 
 
@@ -160,6 +167,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             }
         )
     )
+    queue_peers = ", ".join(
+        f"{cls.dist} {cls.version()}" if cls.missing() is None else f"{cls.dist} (missing)"
+        for cls in {cls.dist: cls for cls in QUEUE_REGISTRY.values()}.values()
+        if cls.dist not in (None, "fastq-queue")
+    )
     where = _log_base(config)
     fs = _filesystem(where)
     return [
@@ -175,6 +187,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"fastq log bench peers: {log_peers}",
         f"fastq hash bench: hash_keys={s.hash_keys:,} hash_array_keys={s.hash_array_keys:,} "
         f"hash_calls={s.hash_calls:,} dedup_keys={s.dedup_keys:,}; peers: {hash_peers}",
+        f"fastq work-queue bench: items={s.queue_items:,} slow_items={s.queue_slow_items:,}; "
+        f"peers: {queue_peers}",
     ]
 
 
@@ -295,6 +309,16 @@ def pytest_benchmark_update_json(
             name: {"version": cls.version(), "available": cls.missing() is None, "note": cls.note}
             for name, cls in DEDUP_REGISTRY.items()
         },
+        "queue_peers": {
+            name: {
+                "version": cls.version(),
+                "available": cls.missing() is None,
+                "memory_mode": cls.memory_mode,
+                "durable_mode": cls.durable_mode,
+            }
+            for name, cls in QUEUE_REGISTRY.items()
+        },
+        "sqlite": sqlite3.sqlite_version,
         "numpy": _version("numpy"),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
@@ -305,10 +329,12 @@ def pytest_benchmark_update_json(
     }
 
 
-#: test parameters naming a hashing implementation or a dedup window, and their registries
-_HASH_PARAMS: dict[str, Mapping[str, type[Implementation]]] = {
+#: test parameters naming a hashing implementation, a dedup window or a work queue, and their
+#: registries
+_NAMED_PARAMS: dict[str, Mapping[str, type[Implementation]]] = {
     "hasher": HASH_REGISTRY,
     "window": DEDUP_REGISTRY,
+    "queue_impl": QUEUE_REGISTRY,
 }
 
 
@@ -330,12 +356,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             reason = LOG_REGISTRY[store].missing()
             if reason is not None:
                 item.add_marker(pytest.mark.skip(reason=reason))
-        for param, registry in _HASH_PARAMS.items():
+        for param, registry in _NAMED_PARAMS.items():
             name = callspec.params.get(param) if callspec is not None else None
             if isinstance(name, str) and name in registry:
                 reason = registry[name].missing()
                 if reason is not None:
                     item.add_marker(pytest.mark.skip(reason=reason))
+        params = callspec.params if callspec is not None else {}
+        queue_impl = params.get("queue_impl")
+        if queue_impl in QUEUE_REGISTRY and QUEUE_REGISTRY[queue_impl].missing() is None:
+            # a work queue may exist and still lack a mode (fastq's durable queue, for a while)
+            reason = QUEUE_REGISTRY[queue_impl].unsupported(params.get("mode") == "durable")
+            if reason is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
@@ -343,7 +376,10 @@ def settings(pytestconfig: pytest.Config) -> Settings:
     return _settings(pytestconfig)
 
 
-def _available(cls: Any) -> Any:
+_Impl = TypeVar("_Impl", bound=type[Implementation])
+
+
+def _available(cls: _Impl) -> _Impl:
     """cls, or skip the test when its implementation is not installed here."""
     reason = cls.missing()
     if reason is not None:
@@ -373,6 +409,12 @@ def hasher_type(hasher: str) -> type[HashPeer]:
 def window_type(window: str) -> type[DedupPeer]:
     """The dedup window class for the test's `window` parameter; skips it if missing."""
     return _available(DEDUP_REGISTRY[window])
+
+
+@pytest.fixture
+def queue_type(queue_impl: str) -> type[WorkQueuePeer]:
+    """The work queue class for the test's `queue_impl` parameter; skips it if missing."""
+    return _available(QUEUE_REGISTRY[queue_impl])
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,9 @@ class Settings:
     hash_array_keys: int = 10_000_000  # uint64 keys per round, fastq partition_many on an array
     hash_calls: int = 100_000  # single hash64 calls per round (hash64-13B)
     dedup_keys: int = 1_000_000  # keys in the dedup stream, checked once each per round
+    # ---- work queues with acknowledgements (bench_queue.py) ----
+    queue_items: int = 100_000  # messages per round, fastq and the in-memory lease table
+    queue_slow_items: int = 2_000  # messages per round, the SQLite peers (persist-queue, litequeue)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

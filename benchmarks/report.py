@@ -21,6 +21,10 @@ The hashing and dedup benchmarks (bench_hash.py, bench_dedup.py, ``extra_info["t
 "hash"``) get a third table built the same way (rows with their own key counts, ratio and
 absolute targets): keys/s and MB/s (key bytes) per implementation, the speed-up of the
 scenario's fastq row over each other row, and the targets of HASH_SCENARIOS.
+
+The work-queue benchmarks (bench_queue.py, ``extra_info["table"] == "queue"``) get a fourth:
+messages/s and MB/s (payload bytes) per implementation, the speed-up of the scenario's fastq
+row over each other row, and the targets of QUEUE_SCENARIOS.
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ from typing import Any, TypeVar
 HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE / "results" / "latest.json"
 FASTQ = "fastq"
-#: extra_info["table"] of the SegmentLog and of the hashing/dedup benchmarks
+#: extra_info["table"] of the SegmentLog, the hashing/dedup and the work-queue benchmarks
 LOG_TABLE = "log"
 HASH_TABLE = "hash"
+QUEUE_TABLE = "queue"
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,8 @@ def load_rows(data: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
-        if info.get("table") in (LOG_TABLE, HASH_TABLE):
-            continue  # the SegmentLog and hashing tables (load_log_rows)
+        if info.get("table") in (LOG_TABLE, HASH_TABLE, QUEUE_TABLE):
+            continue  # the SegmentLog, hashing and work-queue tables (load_log_rows)
         scenario = info.get("scenario") or bench.get("group") or bench["name"]
         impl = info.get("impl") or bench.get("param") or bench["name"]
         median = float(bench["stats"]["median"])
@@ -475,7 +480,8 @@ _LOG_EXTRA = ("records_per_fsync", "fsyncs_per_round", "records_in_log", "bytes_
 
 
 def load_log_rows(data: dict[str, Any], table: str = LOG_TABLE) -> list[LogRow]:
-    """The rows of one rate table: the SegmentLog one, or (table=HASH_TABLE) the hashing one."""
+    """The rows of one rate table: the SegmentLog one, or (table=HASH_TABLE, QUEUE_TABLE) the
+    hashing or the work-queue one."""
     rows: list[LogRow] = []
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
@@ -863,6 +869,82 @@ def render_hash(
     return "\n".join(lines)
 
 
+# ---- work-queue table ------------------------------------------------------------------------
+
+#: every work-queue scenario bench_queue.py produces, in report order, with issue 5's targets
+#: (the fastq row is the reference; the SQLite peers move fewer messages per round)
+QUEUE_SCENARIOS: dict[str, LogScenario] = {
+    "memory_single": LogScenario(
+        "in memory, per message: put(64 B); get(); ack()",
+        targets=(LogTarget(min_records_per_s=1e6),),
+    ),
+    "memory_batch100": LogScenario(
+        "in memory, per batch: put_many(100 x 64 B); get_many(100); ack_many(receipts)",
+        targets=(LogTarget(min_records_per_s=5e6),),
+    ),
+    "durable_single": LogScenario(
+        'on disk, per message: put(64 B); get(); ack(); fastq sync="none"',
+        targets=(
+            LogTarget(min_records_per_s=500e3),
+            _ratio("litequeue", 100.0),
+            _ratio("persist-queue", 100.0),
+        ),
+    ),
+    "durable_batch100": LogScenario(
+        'on disk, per batch: put_many(100 x 64 B); get_many(100); ack_many(); fastq sync="none"'
+    ),
+    # topic scenarios (issue 5's partitioned topic with consumer groups) go here
+}
+
+
+def render_queue(
+    groups: dict[str, list[LogRow]],
+    verdicts: list[LogVerdict],
+    metas: list[dict[str, Any]],
+    spread: bool = False,
+    meta: bool = True,
+) -> str:
+    """The work-queue table, like the SegmentLog one; with meta, the machine, build and load
+    lines first (when no other table printed them)."""
+    lines: list[str] = render_meta(metas, ring=False)[:-1] if meta else []
+    fb = metas[0].get("fastq_bench", {})
+    s = fb.get("settings", {})
+    where = fb.get("log_dir", {})
+    if fb:
+        lines.append(
+            f"{s.get('rounds', '?')} rounds + {s.get('warmup', '?')} warm-up (fewer rounds, at "
+            f"least {s.get('min_rounds', '?')}, past {s.get('budget', '?')} s of rounds)"
+        )
+        lines.append(
+            f"work queue: per round {s.get('queue_items', '?'):,} messages of 64 B (SQLite "
+            f"peers {s.get('queue_slow_items', '?'):,}); on-disk queues in "
+            f"{where.get('path', '?')} ({where.get('fstype', '?')} on {where.get('device', '?')})"
+        )
+        versions = sorted(
+            {
+                f"{n.split()[0]} {p['version']}"
+                for n, p in fb.get("queue_peers", {}).items()
+                if p.get("available")
+                and p.get("version") not in ("stdlib", "?")
+                and not n.startswith("fastq")
+            }
+        )
+        lines.append("queue peers: " + ", ".join([*versions, f"SQLite {fb.get('sqlite', '?')}"]))
+        lines.append("")
+    lines += _rate_table(
+        groups,
+        verdicts,
+        QUEUE_SCENARIOS,
+        unit="msgs",
+        legend="fastq speed-up = the row's median per message / that of the scenario's fastq "
+        "row (> 1: fastq is faster); MB/s counts payload bytes.",
+        label="work queue",
+        spread=spread,
+        notes=False,
+    )
+    return "\n".join(lines)
+
+
 def summarize_log(
     groups: dict[str, list[LogRow]],
     verdicts: list[LogVerdict],
@@ -915,10 +997,13 @@ def main(argv: list[str] | None = None) -> int:
         hash_groups, hash_verdicts = compare_log(
             combine_log([load_log_rows(m, HASH_TABLE) for m in metas]), HASH_SCENARIOS
         )
+        queue_groups, queue_verdicts = compare_log(
+            combine_log([load_log_rows(m, QUEUE_TABLE) for m in metas]), QUEUE_SCENARIOS
+        )
     except ValueError as exc:
         print(f"report: cannot combine these runs: {exc}", file=sys.stderr)
         return 1
-    if not groups and not log_groups and not hash_groups:
+    if not groups and not log_groups and not hash_groups and not queue_groups:
         print(f"report: {', '.join(map(str, args.json))} hold no benchmarks", file=sys.stderr)
         return 1
     summary = summarize(groups, metas)
@@ -935,6 +1020,12 @@ def main(argv: list[str] | None = None) -> int:
         meta = not groups and not log_groups
         print(render_hash(hash_groups, hash_verdicts, metas, spread=args.spread, meta=meta))
         summary["hash"] = summarize_log(hash_groups, hash_verdicts, HASH_SCENARIOS)
+    if queue_groups:
+        if groups or log_groups or hash_groups:
+            print("\n")
+        meta = not groups and not log_groups and not hash_groups
+        print(render_queue(queue_groups, queue_verdicts, metas, spread=args.spread, meta=meta))
+        summary["queue"] = summarize_log(queue_groups, queue_verdicts, QUEUE_SCENARIOS)
     summary_path = args.summary or args.json[0].with_suffix(".summary.json")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nsummary saved to {summary_path}")

@@ -6,8 +6,9 @@
     python benchmarks/run.py --capacity 65536 -- -x   # sizes, then raw pytest arguments
     python benchmarks/run.py --repeat 3  # three runs; the table shows medians of their medians
     python benchmarks/run.py -k log      # the SegmentLog benchmarks only
-    python benchmarks/run.py -k "not log and not hash and not dedup"   # the RingBuffer ones
+    python benchmarks/run.py -k "not log and not hash and not dedup and not workqueue"  # ring
     python benchmarks/run.py -k "hash or dedup"   # the hashing and dedup benchmarks only
+    python benchmarks/run.py -k workqueue         # the work-queue (fastq.Queue) benchmarks only
 
 It runs pytest-benchmark on benchmarks/ in a child process (this interpreter, no shell),
 writes benchmarks/results/latest.json (with --repeat, also latest.run2.json, ...), then
@@ -45,6 +46,9 @@ QUICK: dict[str, float] = {
     "hash_keys": 500_000,
     "hash_array_keys": 5_000_000,
     "dedup_keys": 500_000,
+    # work queues: the SQLite peers' rate depends on how many messages a round moves
+    # (persist-queue scans past every acked row), so they keep the full count
+    "queue_items": 20_000,
 }
 SIZES = (
     "items",
@@ -64,6 +68,8 @@ SIZES = (
     "hash_array_keys",
     "hash_calls",
     "dedup_keys",
+    "queue_items",
+    "queue_slow_items",
 )
 
 
@@ -163,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--hash-calls", type=int, help="hashing: single hash64 calls per round")
     parser.add_argument("--dedup-keys", type=int, help="dedup: keys in the stream per round")
+    parser.add_argument(
+        "--queue-items", type=int, help="work queue: messages per round (fastq, lease table)"
+    )
+    parser.add_argument(
+        "--queue-slow-items", type=int, help="work queue: messages per round (SQLite peers)"
+    )
     parser.add_argument("--timeout", type=int, default=1800, help="per-benchmark timeout (s)")
     parser.add_argument(
         "--json", type=Path, default=HERE / "results" / "latest.json", help="results file"

@@ -2,17 +2,23 @@
 
 from ._version import __version__ as __version__
 from .errors import Closed as Closed
+from .errors import CodecError as CodecError
 from .errors import CorruptLogError as CorruptLogError
 from .errors import Empty as Empty
 from .errors import FastqError as FastqError
 from .errors import Full as Full
+from .errors import InvalidReceipt as InvalidReceipt
 from .errors import LogFailedError as LogFailedError
 from .errors import LogLockedError as LogLockedError
 from .errors import OffsetOutOfRange as OffsetOutOfRange
+from .stats import DeadLetterStatistics as DeadLetterStatistics
 from .stats import DedupStatistics as DedupStatistics
+from .stats import QueueStatistics as QueueStatistics
 
 try:
     from ._core import DedupWindow as DedupWindow
+    from ._core import Delivery as Delivery
+    from ._core import Message as Message
     from ._core import Record as Record
     from ._core import RingBuffer as RingBuffer
     from ._core import SegmentLog as SegmentLog
@@ -27,17 +33,32 @@ except ImportError as exc:  # pragma: no cover - only without a built extension
         "install the package with `pip install .` (or `pip install -e .` in a checkout)"
     ) from exc
 
+from .clock import FakeClock as FakeClock
+from .semantics import DeadLetter as DeadLetter
+from .semantics import DeadLetterQueue as DeadLetterQueue
+from .semantics import Queue as Queue
+
 __all__ = (
     "Closed",
+    "CodecError",
     "CorruptLogError",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "DeadLetterStatistics",
     "DedupStatistics",
     "DedupWindow",
+    "Delivery",
     "Empty",
+    "FakeClock",
     "FastqError",
     "Full",
+    "InvalidReceipt",
     "LogFailedError",
     "LogLockedError",
+    "Message",
     "OffsetOutOfRange",
+    "Queue",
+    "QueueStatistics",
     "Record",
     "RingBuffer",
     "SegmentLog",

@@ -258,6 +258,65 @@ cdef extern from "fq_dedup.h" nogil:
                       double elapsed, int64_t *dup_pos, const char **why)
 
 
+cdef extern from "fq_uuid.h" nogil:
+    ctypedef struct fq_uuid_gen:
+        pass
+    fq_uuid_gen fq_uuid_state
+    int fq_uuid7(fq_uuid_gen *g, int64_t now_ns, unsigned char *out)
+    void fq_uuid_format(const unsigned char *u, char *out)
+    int fq_uuid_parse(const char *s, size_t n, unsigned char *out)
+
+
+cdef extern from "fq_wq.h" nogil:
+    enum:
+        FQ_WQ_OK
+        FQ_WQ_FULL
+        FQ_WQ_EMPTY
+        FQ_WQ_STALE
+        FQ_WQ_NOMEM
+    const uint32_t FQ_WQ_MAX_SLOTS
+    ctypedef struct fq_wq_entry:
+        void *msg
+        void *err
+    ctypedef struct fq_wq_heap:
+        uint32_t n
+    ctypedef struct fq_wq_dead:
+        void *msg
+        void *err
+        int64_t first_delivery, last_delivery, put_at
+        uint32_t deliveries
+        int reason
+    ctypedef struct fq_wq_grant:
+        void *msg
+        uint64_t receipt
+        int64_t lease_deadline
+        uint32_t attempt
+    ctypedef struct fq_wq:
+        fq_wq_entry *e
+        uint32_t hw
+        fq_wq_heap delayed, leases
+        fq_wq_dead *dead
+        uint32_t n_dead, cap_dead
+        uint64_t held
+        int64_t bytes
+        int64_t wall_offset
+        uint64_t put_total, acked_total, redelivered_total, dead_total, nacked_total, lease_expiries
+    int fq_wq_init(fq_wq *q, uint64_t maxsize, int64_t max_bytes, int64_t vt,
+                   uint32_t max_deliveries, int64_t age_step, uint64_t first_gen)
+    void fq_wq_destroy(fq_wq *q)
+    int fq_wq_advance(fq_wq *q, int64_t now)
+    int fq_wq_has_room(const fq_wq *q, int64_t nbytes)
+    int fq_wq_put(fq_wq *q, void *msg, int prio, int64_t delay, int64_t nbytes, int64_t deadline_wall)
+    int fq_wq_take(fq_wq *q, fq_wq_grant *g)
+    int fq_wq_ack(fq_wq *q, uint64_t receipt, void **msg, void **err)
+    int fq_wq_nack(fq_wq *q, uint64_t receipt, int64_t delay, void *err, void **old_err)
+    int fq_wq_extend(fq_wq *q, uint64_t receipt, int64_t by, int64_t *deadline)
+    int fq_wq_pop_ready(fq_wq *q, void **msg, void **err)
+    int64_t fq_wq_next_due(const fq_wq *q)
+    int64_t fq_wq_oldest_ready(const fq_wq *q)
+    uint64_t fq_wq_ready(const fq_wq *q)
+
+
 cdef extern from "fq_py.h":
     # hands a slot's owned reference to Cython (no extra INCREF); never NULL
     object fq_steal(void *p)
@@ -419,3 +478,70 @@ cdef class DedupWindow:
     cdef double _now(self) except? -1.0
     cdef int _lookup(self, object key, bint forget) except -1
     cdef int _check(self, int rc) except -1
+
+
+@cython.final
+@cython.freelist(64)
+cdef class Message:
+    cdef readonly object payload
+    cdef readonly object key            # None, bytes, str or int
+    cdef readonly str type
+    cdef readonly object idempotency_key
+    cdef readonly str source
+    cdef readonly object trace_id
+    cdef readonly int64_t timestamp     # unix ns at creation
+    cdef object _headers                # dict of str -> str, or None (no headers)
+    cdef object _id                     # str, or None until formatted from _uuid
+    cdef int64_t _deadline              # unix ns; INT64_MIN = none
+    cdef unsigned char _uuid[16]        # the id's bytes when it is a canonical UUID
+    cdef unsigned char _prio            # 0 critical .. 3 low
+    cdef bint _has_uuid
+    cdef bint _ready                    # __init__ done: the message is frozen
+
+
+cdef class _Cursor:
+    cdef const unsigned char *p
+    cdef Py_ssize_t n, pos, base
+    cdef object source
+
+    cdef int fail(self, str reason) except -1
+    cdef uint64_t uvarint(self, str what) except? 0xFFFFFFFFFFFFFFFF
+    cdef int64_t i64(self, str what) except? -1
+    cdef Py_ssize_t blob(self, str what) except -1
+    cdef bytes take_bytes(self, str what)
+    cdef str take_str(self, str what)
+    cdef str take_rest_str(self)
+
+
+@cython.final
+@cython.freelist(64)
+cdef class Delivery:
+    cdef readonly Message message
+    cdef readonly uint32_t attempt          # 1 on the first delivery
+    cdef readonly uint64_t receipt          # (slot << 40) | hand-out number
+    cdef readonly double lease_deadline     # seconds on the queue's clock
+    cdef object _queue                      # the queue facade (ack/nack/extend by receipt)
+    cdef object _engine                     # a MemoryQueue to ack directly, or None
+
+
+@cython.final
+cdef class MemoryQueue:
+    cdef fq_wq _q                           # the C state machine; guarded by _lock
+    cdef fq_pylock _lock                    # free-threaded builds only
+    cdef bint _ready
+    cdef bint _count_bytes                  # max_bytes set: payload sizes are measured
+    cdef object _clock                      # None: the C monotonic clock; else -> seconds
+    cdef object _owner                      # the Queue facade that Deliveries point to
+    cdef public object on_room              # called after room was freed, if room_waiters
+    cdef public int room_waiters            # > 0 while puts wait for room
+    cdef public bint direct_ack             # Delivery.ack may settle here without the facade
+
+    cdef int64_t _now(self) except? -1
+    cdef inline double _sec(self, int64_t ns)
+    cdef int _nomem(self) except -1
+    cdef bint _offer(self, Message m, int64_t delay, int64_t now) except -1
+    cdef Delivery _delivery(self, fq_wq_grant *g)
+    cdef int _receipt_error(self, object receipt) except -1
+    cdef uint64_t _as_receipt(self, object receipt) except? 0
+    cdef int _ack(self, object receipt) except -1
+    cdef int _ack_u64(self, uint64_t r) except -1

@@ -12,10 +12,12 @@ import queue
 
 __all__ = (
     "Closed",
+    "CodecError",
     "CorruptLogError",
     "Empty",
     "FastqError",
     "Full",
+    "InvalidReceipt",
     "LogFailedError",
     "LogLockedError",
     "OffsetOutOfRange",
@@ -69,3 +71,13 @@ class LogFailedError(FastqError, OSError):
 
 class OffsetOutOfRange(FastqError):
     """An offset outside the log's range (before ``start_offset`` or after ``end_offset``)."""
+
+
+class InvalidReceipt(FastqError):
+    """A receipt that no longer (or never) names a delivery in flight on this queue: the lease
+    expired, the message was already acked or nacked, or the receipt is another queue's.
+    A late ack never settles a redelivered copy."""
+
+
+class CodecError(FastqError, ValueError):
+    """A payload codec is unknown here, or refused (pickle is only read when asked for)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ("DedupStatistics",)
+__all__ = ("DeadLetterStatistics", "DedupStatistics", "QueueStatistics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +29,46 @@ class DedupStatistics:
     """Keys dropped because their ``ttl`` ran out."""
     memory_bytes: int
     """Bytes of memory the window holds (ring, index and, if exact, key bytes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatistics:
+    """A snapshot of a :class:`fastq.Queue` (``queue.statistics()``); no I/O, cheap."""
+
+    name: str
+    ready: int
+    """Messages visible now, waiting for a consumer."""
+    delayed: int
+    """Messages scheduled for later (``delay=`` or ``nack(delay=)``)."""
+    in_flight: int
+    """Messages handed out and not yet settled (leased)."""
+    dead_lettered: int
+    """Messages this queue has moved to its dead-letter queue, in total."""
+    oldest_ready_age: float | None
+    """Seconds the oldest ready message has been waiting (None when none is ready)."""
+    bytes: int
+    """Payload bytes held (measured when ``max_bytes`` is set, else 0)."""
+    put_total: int
+    acked_total: int
+    redelivered_total: int
+    """Hand-outs that failed (lease ran out, or nack) and were made visible again."""
+    nacked_total: int
+    lease_expiries: int
+    """Leases that ran out before the consumer settled them."""
+    deduplicated_total: int
+    """Puts dropped as duplicates by the dedup window."""
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterStatistics:
+    """A snapshot of a :class:`fastq.DeadLetterQueue`."""
+
+    name: str
+    size: int
+    """Entries held now."""
+    added_total: int
+    dropped_total: int
+    """Oldest entries dropped because the queue held ``maxsize``."""
+    by_reason: dict[str, int]
+    """Entries held now, by reason (``max_deliveries``, ``expired``, ``rejected``)."""

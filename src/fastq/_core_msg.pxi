@@ -1,0 +1,640 @@
+# Message: the immutable unit of work, with a time-ordered id (UUIDv7, _c/fq_uuid.h) and a
+# compact binary envelope for storage (docs/envelope.md). Native so that making one costs
+# about as much as a small tuple: the queue's put -> get -> ack budget is one microsecond.
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.math cimport isfinite
+from libc.stdint cimport INT64_MIN, int64_t, uint8_t, uint64_t
+from libc.string cimport memcpy
+
+from types import MappingProxyType as _MappingProxy
+
+from fastq.errors import CorruptLogError as _CorruptLogErrorM
+
+ENVELOPE_VERSION = 1
+
+# priority classes, most urgent first; their index is what queues and the envelope store
+PRIORITIES = ("critical", "high", "normal", "low")
+cdef tuple _PRIO_NAMES = PRIORITIES
+cdef dict _PRIO_LEVEL = {name: i for i, name in enumerate(PRIORITIES)}
+cdef object _EMPTY_HEADERS = _MappingProxy({})
+cdef object _codecs = None                 # fastq.codecs, imported on first encode/decode
+cdef fq_pylock _uuid_lock                  # serialises the id generator on free-threaded builds
+
+# envelope flag bits
+DEF F_KEY = 0x01
+DEF F_HEADERS = 0x02
+DEF F_IDEM = 0x04
+DEF F_DEADLINE = 0x08
+DEF F_SOURCE = 0x10
+DEF F_TRACE = 0x20
+DEF F_TYPE = 0x40
+DEF F_TEXT_ID = 0x80
+DEF HEAD = 12                              # version, flags, priority, codec, timestamp
+
+
+cdef extern from "Python.h":
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void *PyUnicode_DATA(object o)
+
+
+cdef inline str _id_text(const uint8_t *u):
+    """The canonical text of a 16-byte id, written straight into a new ASCII str."""
+    s = PyUnicode_New(36, 127)
+    fq_uuid_format(u, <char *>PyUnicode_DATA(s))
+    return s
+
+
+cdef inline object _codecs_mod():
+    global _codecs
+    if _codecs is None:
+        import fastq.codecs as m
+        _codecs = m
+    return _codecs
+
+
+cdef int _new_id(uint8_t *out) except -1:
+    cdef int rc
+    fq_pylock_acquire(&_uuid_lock)
+    rc = fq_uuid7(&fq_uuid_state, fq_wall_ns(), out)
+    fq_pylock_release(&_uuid_lock)
+    if rc:
+        raise OSError(rc, "no random bytes from the operating system for a message id")
+    return 0
+
+
+def new_id():
+    """A new time-ordered unique id (UUIDv7 text, 36 characters), as messages get by default."""
+    cdef uint8_t u[16]
+    _new_id(u)
+    return _id_text(u)
+
+
+cdef int _priority_level(object priority) except -1:
+    if type(priority) is str:
+        level = _PRIO_LEVEL.get(priority)
+        if level is not None:
+            return level
+        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+    raise TypeError(f"priority must be a str ({', '.join(PRIORITIES)}), got {type(priority).__name__}")
+
+
+cdef object _check_key(object key):
+    if key is None or type(key) is bytes or type(key) is str:
+        return key
+    if isinstance(key, int) and not isinstance(key, bool):
+        if not -(1 << 63) <= key < (1 << 64):
+            raise ValueError(f"key must fit in 64 bits (-2**63..2**64-1), got {key!r}")
+        return int(key)
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    if isinstance(key, str):
+        return str(key)
+    raise TypeError(f"key must be bytes, str, int or None, got {type(key).__name__}")
+
+
+cdef object _check_str(object value, str name):
+    if type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+
+
+cdef int64_t _deadline_ns(object deadline) except? -1:
+    cdef double t
+    if hasattr(deadline, "timestamp") and not isinstance(deadline, (int, float)):
+        t = deadline.timestamp()              # a datetime (naive means local time)
+    elif isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+        raise TypeError(
+            f"deadline must be unix seconds (int/float) or a datetime, got {type(deadline).__name__}"
+        )
+    else:
+        t = deadline
+    if not isfinite(t) or not -9.2e9 < t < 9.2e9:
+        raise ValueError(f"deadline must be a finite unix time in seconds, got {deadline!r}")
+    return <int64_t>(t * 1e9)
+
+
+cdef object _check_headers(object headers):
+    if headers is None:
+        return None
+    try:
+        items = headers.items()
+    except AttributeError:
+        raise TypeError(f"headers must be a mapping of str to str, got {type(headers).__name__}") from None
+    d = {}
+    for k, v in items:
+        if type(k) is not str:
+            raise TypeError(f"headers keys must be str, got {type(k).__name__} ({k!r})")
+        if type(v) is not str:
+            raise TypeError(f"headers[{k!r}] must be a str, got {type(v).__name__}")
+        d[k] = v
+    return d if d else None
+
+
+cdef class Message:
+    """An immutable message: ``payload`` plus routing and delivery metadata.
+
+    ``id`` defaults to a new time-ordered unique id (UUIDv7 text); ``timestamp`` is the wall
+    clock at creation in unix nanoseconds. ``key`` (bytes, str or int) picks a topic partition
+    and keeps per-key order; ``priority`` is one of ``critical``, ``high``, ``normal``, ``low``;
+    ``headers`` maps str to str; ``deadline`` (unix seconds or a datetime) is when the message
+    stops being worth delivering; ``idempotency_key`` (str or bytes) lets a queue's dedup window
+    drop a repeated put. ``replace(**changes)`` makes a changed copy.
+    """
+
+    def __init__(self, payload, *, key=None, type="", priority="normal", headers=None,
+                 id=None, idempotency_key=None, deadline=None, source="", trace_id=None):
+        if self._ready:
+            raise TypeError("Message is immutable")
+        self.payload = payload
+        self.key = _check_key(key)
+        self.type = _check_str(type, "type")
+        self._prio = <uint8_t>_priority_level(priority)
+        self._headers = _check_headers(headers)
+        if idempotency_key is None or _type_of(idempotency_key) is str \
+                or _type_of(idempotency_key) is bytes:
+            self.idempotency_key = idempotency_key
+        elif isinstance(idempotency_key, (bytes, bytearray, memoryview)):
+            self.idempotency_key = bytes(idempotency_key)
+        elif isinstance(idempotency_key, str):
+            self.idempotency_key = str(idempotency_key)
+        else:
+            raise TypeError(
+                f"idempotency_key must be a str, bytes or None, got {_type_of(idempotency_key).__name__}"
+            )
+        self._deadline = INT64_MIN if deadline is None else _deadline_ns(deadline)
+        self.source = _check_str(source, "source")
+        self.trace_id = None if trace_id is None else _check_str(trace_id, "trace_id")
+        self.timestamp = fq_wall_ns()
+        if id is None:
+            _new_id(self._uuid)
+            self._id = None
+        else:
+            self._id = _check_str(id, "id")
+            if not self._id:
+                raise ValueError("id must not be empty")
+            self._has_uuid = False
+            if len(self._id) == 36 and self._id.isascii():
+                ascii_id = self._id.encode("ascii")
+                self._has_uuid = fq_uuid_parse(ascii_id, 36, self._uuid) == 1
+            self._ready = True
+            return
+        self._has_uuid = True
+        self._ready = True
+
+    @property
+    def id(self):
+        """The message id (str): a UUIDv7 unless one was given."""
+        if self._id is None:
+            self._id = _id_text(self._uuid)
+        return self._id
+
+    @property
+    def priority(self):
+        """``"critical"``, ``"high"``, ``"normal"`` or ``"low"``."""
+        return _PRIO_NAMES[self._prio]
+
+    @property
+    def headers(self):
+        """A read-only mapping of str to str."""
+        return _EMPTY_HEADERS if self._headers is None else _MappingProxy(self._headers)
+
+    @property
+    def deadline(self):
+        """Unix time in seconds after which the message is not delivered, or None."""
+        return None if self._deadline == INT64_MIN else self._deadline / 1e9
+
+    def replace(self, **changes):
+        """A copy with some fields changed (``id`` and ``timestamp`` are kept unless changed)."""
+        cdef Message m
+        fields = {
+            "key": self.key, "type": self.type, "priority": self.priority,
+            "headers": self._headers, "id": self.id, "idempotency_key": self.idempotency_key,
+            "deadline": self.deadline, "source": self.source, "trace_id": self.trace_id,
+        }
+        payload = changes.pop("payload", self.payload)
+        timestamp = changes.pop("timestamp", self.timestamp)
+        for name in changes:
+            if name not in fields:
+                raise TypeError(f"replace() got an unexpected field {name!r}")
+        fields.update(changes)
+        m = Message.__new__(Message)
+        m._ready = False
+        Message.__init__(m, payload, **fields)
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+            raise TypeError(f"timestamp must be an int (unix ns), got {_type_of(timestamp).__name__}")
+        m.timestamp = timestamp
+        if self._deadline != INT64_MIN and "deadline" not in changes:
+            m._deadline = self._deadline           # exact, not via float seconds
+        return m
+
+    def __reduce__(self):
+        return (_message_restore, (self.payload, self.key, self.type, self._prio, self._headers,
+                                   self.id, self.idempotency_key, self._deadline, self.source,
+                                   self.trace_id, self.timestamp))
+
+    def __eq__(self, other):
+        if type(other) is not Message:
+            return NotImplemented
+        cdef Message o = <Message>other
+        return (self.id == o.id and self.timestamp == o.timestamp and self._prio == o._prio
+                and self._deadline == o._deadline and self.type == o.type
+                and self.source == o.source and self.trace_id == o.trace_id
+                and _same_key(self.key, o.key) and _same_key(self.idempotency_key, o.idempotency_key)
+                and (self._headers or None) == (o._headers or None) and self.payload == o.payload)
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __repr__(self):
+        parts = [f"id={self.id!r}"]
+        if self.type:
+            parts.append(f"type={self.type!r}")
+        if self._prio != 2:
+            parts.append(f"priority={self.priority!r}")
+        if self.key is not None:
+            parts.append(f"key={self.key!r}")
+        p = repr(self.payload)
+        parts.append(f"payload={p if len(p) <= 60 else p[:57] + '...'}")
+        return f"Message({', '.join(parts)})"
+
+    # ---- the envelope ------------------------------------------------------------------------
+
+    def encode(self, codec=None):
+        """The message as envelope bytes (docs/envelope.md). bytes-like and str payloads pass
+        through; other payloads use ``codec`` (default: JSON), a :class:`fastq.codecs.Codec`."""
+        return _encode(self, codec)
+
+    @staticmethod
+    def decode(data, *, codecs=(), source="<envelope>", position=0):
+        """The message in envelope ``data``. ``codecs``: extra codecs allowed to read the
+        payload (pass ``(fastq.codecs.PICKLE,)`` to accept pickled payloads). Damage raises
+        :class:`fastq.CorruptLogError` naming ``source`` and the byte (``position`` + offset)."""
+        return _decode(data, tuple(codecs), source, position)
+
+
+_type_of = type
+
+
+cdef inline bint _same_key(a, b):
+    return type(a) is type(b) and a == b
+
+
+def _message_restore(payload, key, type, prio, headers, id, idem, deadline, source, trace,
+                     timestamp):
+    cdef Message m = Message.__new__(Message)
+    Message.__init__(m, payload, key=key, type=type, priority=_PRIO_NAMES[prio],
+                     headers=headers, id=id, idempotency_key=idem, source=source,
+                     trace_id=trace)
+    m._deadline = deadline
+    m.timestamp = timestamp
+    return m
+
+
+cdef Message _message_of(object payload):
+    """A Message with every field at its default (the queue's fast path for a bare payload)."""
+    cdef Message m = Message.__new__(Message)
+    m.payload = payload
+    m.type = ""
+    m.source = ""
+    m._prio = 2
+    m._deadline = INT64_MIN
+    m.timestamp = fq_wall_ns()
+    _new_id(m._uuid)
+    m._has_uuid = True
+    m._ready = True
+    return m
+
+
+# ---- envelope encoding ---------------------------------------------------------------------
+
+cdef inline Py_ssize_t _uvarint_size(uint64_t v) noexcept:
+    cdef Py_ssize_t n = 1
+    while v >= 0x80:
+        v >>= 7
+        n += 1
+    return n
+
+
+cdef inline uint8_t *_put_uvarint(uint8_t *p, uint64_t v) noexcept:
+    while v >= 0x80:
+        p[0] = <uint8_t>(v | 0x80)
+        v >>= 7
+        p += 1
+    p[0] = <uint8_t>v
+    return p + 1
+
+
+cdef inline uint8_t *_put_i64(uint8_t *p, int64_t v) noexcept:
+    cdef uint64_t u = <uint64_t>v
+    cdef int i
+    for i in range(8):
+        p[i] = <uint8_t>(u >> (8 * i))
+    return p + 8
+
+
+cdef inline uint8_t *_put_blob(uint8_t *p, const char *s, Py_ssize_t n) noexcept:
+    p = _put_uvarint(p, <uint64_t>n)
+    memcpy(p, s, <size_t>n)
+    return p + n
+
+
+cdef bytes _utf8(object s):
+    return (<str>s).encode("utf-8", "surrogatepass")
+
+
+cdef object _encode(Message m, object codec):
+    cdef uint8_t flags = 0
+    cdef uint8_t codec_id
+    cdef Py_ssize_t size = HEAD
+    cdef bytes id_text = None, type_b = None, key_b = None, idem_b = None
+    cdef bytes source_b = None, trace_b = None, out
+    cdef list hdrs = None
+    cdef uint8_t key_kind = 0, idem_kind = 0
+    cdef uint8_t *p
+    cdef const uint8_t[::1] view
+    payload = m.payload
+    # payload bytes
+    if type(payload) is bytes:
+        codec_id = 0
+        body = payload
+    elif type(payload) is str:
+        codec_id = 1
+        body = (<str>payload).encode("utf-8")
+    elif isinstance(payload, (bytes, bytearray, memoryview)):
+        codec_id = 0
+        body = bytes(payload)
+    elif isinstance(payload, str):
+        codec_id = 1
+        body = str(payload).encode("utf-8")
+    else:
+        c = _codecs_mod().JSON if codec is None else codec
+        codec_id = c.id
+        body = c.encode(payload)
+        if type(body) is not bytes:
+            body = bytes(body)
+    # id
+    if m._has_uuid:
+        size += 16
+    else:
+        flags |= F_TEXT_ID
+        id_text = _utf8(m._id)
+        size += _uvarint_size(len(id_text)) + len(id_text)
+    if m.type:
+        flags |= F_TYPE
+        type_b = _utf8(m.type)
+        size += _uvarint_size(len(type_b)) + len(type_b)
+    if m.key is not None:
+        flags |= F_KEY
+        k = m.key
+        size += 1
+        if type(k) is bytes:
+            key_kind = 1
+            key_b = k
+            size += _uvarint_size(len(key_b)) + len(key_b)
+        elif type(k) is str:
+            key_kind = 2
+            key_b = _utf8(k)
+            size += _uvarint_size(len(key_b)) + len(key_b)
+        else:
+            key_kind = 3 if k < (1 << 63) else 4
+            size += 8
+    if m.idempotency_key is not None:
+        flags |= F_IDEM
+        if type(m.idempotency_key) is bytes:
+            idem_kind = 1
+            idem_b = m.idempotency_key
+        else:
+            idem_kind = 2
+            idem_b = _utf8(m.idempotency_key)
+        size += 1 + _uvarint_size(len(idem_b)) + len(idem_b)
+    if m._deadline != INT64_MIN:
+        flags |= F_DEADLINE
+        size += 8
+    if m.source:
+        flags |= F_SOURCE
+        source_b = _utf8(m.source)
+        size += _uvarint_size(len(source_b)) + len(source_b)
+    if m.trace_id is not None:
+        flags |= F_TRACE
+        trace_b = _utf8(m.trace_id)
+        size += _uvarint_size(len(trace_b)) + len(trace_b)
+    if m._headers:
+        flags |= F_HEADERS
+        hdrs = []
+        for hk, hv in (<dict>m._headers).items():
+            hdrs.append(_utf8(hk))
+            hdrs.append(_utf8(hv))
+        size += _uvarint_size(len(hdrs) // 2)
+        for hb in hdrs:
+            size += _uvarint_size(len(<bytes>hb)) + len(<bytes>hb)
+    view = body
+    size += view.shape[0]
+    out = PyBytes_FromStringAndSize(NULL, size)
+    p = <uint8_t *>PyBytes_AS_STRING(out)
+    p[0] = ENVELOPE_VERSION
+    p[1] = flags
+    p[2] = m._prio
+    p[3] = codec_id
+    p = _put_i64(p + 4, m.timestamp)
+    if m._has_uuid:
+        memcpy(p, m._uuid, 16)
+        p += 16
+    else:
+        p = _put_blob(p, id_text, len(id_text))
+    if type_b is not None:
+        p = _put_blob(p, type_b, len(type_b))
+    if key_kind:
+        p[0] = key_kind
+        p += 1
+        if key_kind <= 2:
+            p = _put_blob(p, key_b, len(key_b))
+        elif key_kind == 3:
+            p = _put_i64(p, <int64_t>m.key)
+        else:
+            p = _put_i64(p, <int64_t><uint64_t>m.key)
+    if idem_kind:
+        p[0] = idem_kind
+        p = _put_blob(p + 1, idem_b, len(idem_b))
+    if flags & F_DEADLINE:
+        p = _put_i64(p, m._deadline)
+    if source_b is not None:
+        p = _put_blob(p, source_b, len(source_b))
+    if trace_b is not None:
+        p = _put_blob(p, trace_b, len(trace_b))
+    if hdrs is not None:
+        p = _put_uvarint(p, <uint64_t>(len(hdrs) // 2))
+        for hb in hdrs:
+            p = _put_blob(p, hb, len(<bytes>hb))
+    if view.shape[0]:
+        memcpy(p, &view[0], <size_t>view.shape[0])
+    return out
+
+
+# ---- envelope decoding: a pure function of the bytes (fuzzed in tests/fuzz) ------------------
+
+cdef class _Cursor:
+    """Bounds-checked reading of one envelope; every failure names the byte."""
+
+    cdef int fail(self, str reason) except -1:
+        raise _CorruptLogErrorM(self.source, self.base + self.pos, f"message envelope: {reason}")
+
+    cdef uint64_t uvarint(self, str what) except? 0xFFFFFFFFFFFFFFFF:
+        cdef uint64_t v = 0
+        cdef int shift = 0
+        cdef uint8_t b
+        while True:
+            if self.pos >= self.n:
+                self.fail(f"truncated {what} length")
+            b = self.p[self.pos]
+            if shift == 63 and b > 1:
+                self.fail(f"{what} length overflows 64 bits")
+            v |= <uint64_t>(b & 0x7F) << shift
+            self.pos += 1
+            if not (b & 0x80):
+                return v
+            shift += 7
+            if shift > 63:
+                self.fail(f"{what} length overflows 64 bits")
+
+    cdef int64_t i64(self, str what) except? -1:
+        cdef uint64_t u = 0
+        cdef int i
+        if self.n - self.pos < 8:
+            self.fail(f"truncated {what}")
+        for i in range(8):
+            u |= <uint64_t>self.p[self.pos + i] << (8 * i)
+        self.pos += 8
+        return <int64_t>u
+
+    cdef Py_ssize_t blob(self, str what) except -1:
+        """Length of the next length-prefixed field; self.pos is left at its first byte."""
+        cdef uint64_t k = self.uvarint(what)
+        if k > <uint64_t>(self.n - self.pos):
+            self.fail(f"{what} runs past the end ({k} bytes, {self.n - self.pos} left)")
+        return <Py_ssize_t>k
+
+    cdef bytes take_bytes(self, str what):
+        cdef Py_ssize_t k = self.blob(what)
+        b = PyBytes_FromStringAndSize(<const char *>self.p + self.pos, k)
+        self.pos += k
+        return b
+
+    cdef str take_str(self, str what):
+        cdef Py_ssize_t k = self.blob(what)
+        try:
+            s = PyUnicode_DecodeUTF8(<const char *>self.p + self.pos, k, "surrogatepass")
+        except UnicodeDecodeError as exc:
+            self.pos += exc.start
+            self.fail(f"{what} is not UTF-8")
+        self.pos += k
+        return s
+
+    cdef str take_rest_str(self):
+        try:
+            s = PyUnicode_DecodeUTF8(<const char *>self.p + self.pos, self.n - self.pos, "surrogatepass")
+        except UnicodeDecodeError as exc:
+            self.pos += exc.start
+            self.fail("the str payload is not UTF-8")
+        self.pos = self.n
+        return s
+
+
+cdef Message _decode(object data, tuple codecs, object source, object position):
+    cdef const uint8_t[::1] view = data
+    cdef _Cursor c = _Cursor.__new__(_Cursor)
+    cdef Message m = Message.__new__(Message)
+    cdef uint8_t flags, codec_id, kind
+    cdef Py_ssize_t count, i
+    c.p = &view[0] if view.shape[0] else NULL
+    c.n = view.shape[0]
+    c.pos = 0
+    c.base = position
+    c.source = source
+    if c.n < HEAD:
+        c.fail(f"{c.n} bytes, shorter than the {HEAD}-byte head")
+    if c.p[0] != ENVELOPE_VERSION:
+        c.fail(f"unknown format version {c.p[0]} (this fastq reads {ENVELOPE_VERSION})")
+    flags = c.p[1]
+    if c.p[2] > 3:
+        c.pos = 2
+        c.fail(f"priority {c.p[2]} is not 0..3")
+    m._prio = c.p[2]
+    codec_id = c.p[3]
+    c.pos = 4
+    m.timestamp = c.i64("timestamp")
+    if flags & F_TEXT_ID:
+        m._id = c.take_str("id")
+        m._has_uuid = False
+        if not m._id:
+            c.fail("empty id")
+    else:
+        if c.n - c.pos < 16:
+            c.fail("truncated id")
+        memcpy(m._uuid, c.p + c.pos, 16)
+        m._has_uuid = True
+        c.pos += 16
+    m.type = c.take_str("type") if flags & F_TYPE else ""
+    if flags & F_KEY:
+        if c.pos >= c.n:
+            c.fail("truncated key")
+        kind = c.p[c.pos]
+        c.pos += 1
+        if kind == 1:
+            m.key = c.take_bytes("key")
+        elif kind == 2:
+            m.key = c.take_str("key")
+        elif kind == 3:
+            m.key = c.i64("key")
+        elif kind == 4:
+            m.key = <uint64_t>c.i64("key")
+        else:
+            c.pos -= 1
+            c.fail(f"unknown key kind {kind}")
+    if flags & F_IDEM:
+        if c.pos >= c.n:
+            c.fail("truncated idempotency key")
+        kind = c.p[c.pos]
+        c.pos += 1
+        if kind == 1:
+            m.idempotency_key = c.take_bytes("idempotency key")
+        elif kind == 2:
+            m.idempotency_key = c.take_str("idempotency key")
+        else:
+            c.pos -= 1
+            c.fail(f"unknown idempotency key kind {kind}")
+    m._deadline = c.i64("deadline") if flags & F_DEADLINE else INT64_MIN
+    if flags & F_DEADLINE and m._deadline == INT64_MIN:
+        c.pos -= 8
+        c.fail("deadline holds the 'no deadline' marker")
+    m.source = c.take_str("source") if flags & F_SOURCE else ""
+    m.trace_id = c.take_str("trace id") if flags & F_TRACE else None
+    if flags & F_HEADERS:
+        count = <Py_ssize_t>c.uvarint("header count")
+        if count == 0 or count > c.n - c.pos:
+            c.fail(f"header count {count} is impossible here")
+        h = {}
+        for i in range(count):
+            hk = c.take_str("header name")
+            h[hk] = c.take_str("header value")
+        if len(h) != count:
+            c.fail("a header name appears twice")
+        m._headers = h
+    # the payload: every remaining byte
+    body_at = c.pos
+    if codec_id == 0:
+        m.payload = PyBytes_FromStringAndSize(<const char *>c.p + c.pos, c.n - c.pos)
+    elif codec_id == 1:
+        m.payload = c.take_rest_str()
+    else:
+        codec = _codecs_mod().lookup(codec_id, codecs)
+        raw = PyBytes_FromStringAndSize(<const char *>c.p + c.pos, c.n - c.pos)
+        try:
+            m.payload = codec.decode(raw)
+        except Exception as exc:
+            c.fail(f"payload does not decode with codec {codec.name!r}: {exc}")
+    m._ready = True
+    return m

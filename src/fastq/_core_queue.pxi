@@ -1,0 +1,470 @@
+# MemoryQueue: the in-memory work-queue engine over _c/fq_wq.h (docs/queue.md), and
+# Delivery, the leased hand-out a consumer settles with ack / nack / extend.
+#
+# Locking: GIL builds run the C state machine under the GIL; free-threaded builds under a
+# per-queue PyMutex. No Python code runs while it is held: the clock is read before, message
+# references are dropped and Delivery objects built after.
+
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF, PyObject
+from libc.math cimport isfinite, isnan
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+import os as _os_q
+
+from fastq.errors import InvalidReceipt as _InvalidReceipt
+
+cdef tuple _DEAD_REASONS = (None, "max_deliveries", "expired", "rejected")
+
+
+cdef int64_t _seconds_ns(object value, str name, bint allow_zero) except? -1:
+    """A duration argument in seconds as ns: a finite number >= 0 (> 0 unless allow_zero)."""
+    cdef double t
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    t = value
+    if isnan(t) or not isfinite(t) or t < 0 or (t == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number of seconds {'>=' if allow_zero else '>'} 0, got {value!r}")
+    if t > 9.2e9:
+        raise ValueError(f"{name} is too large ({value!r} s)")
+    return <int64_t>(t * 1e9 + 0.5)
+
+
+cdef int64_t _payload_bytes(Message m) except -1:
+    p = m.payload
+    if type(p) is bytes:
+        return len(<bytes>p)
+    if type(p) is str:
+        return len((<str>p).encode("utf-8", "surrogatepass"))
+    if isinstance(p, (bytes, bytearray)):
+        return len(p)
+    if isinstance(p, memoryview):
+        return (<memoryview>p).nbytes
+    if isinstance(p, str):
+        return len(str(p).encode("utf-8", "surrogatepass"))
+    return len(_codecs_mod().JSON.encode(p))
+
+
+cdef class Delivery:
+    """One hand-out of a message: settle it with :meth:`ack`, :meth:`nack` or keep it with
+    :meth:`extend` before ``lease_deadline`` (seconds on the queue's clock). ``attempt`` is 1
+    on the first delivery. ``receipt`` names this hand-out only: once it is settled or its
+    lease has run out, it is stale and settling it raises :class:`fastq.InvalidReceipt`."""
+
+    def __init__(self, message, attempt, receipt, lease_deadline, queue):
+        if not isinstance(message, Message):
+            raise TypeError(f"message must be a fastq.Message, got {type(message).__name__}")
+        self.message = message
+        self.attempt = attempt
+        self.receipt = receipt
+        self.lease_deadline = lease_deadline
+        self._queue = queue
+        self._engine = None
+
+    def ack(self):
+        """The message is done: it is never delivered again."""
+        if self._engine is not None:
+            (<MemoryQueue>self._engine)._ack_u64(self.receipt)
+        else:
+            self._queue.ack(self.receipt)
+
+    def nack(self, delay=None, *, error=None):
+        """A failed attempt: deliver again after ``delay`` seconds (default: now), or move it to
+        the dead-letter queue if this was the last allowed attempt. ``error`` (an exception or
+        text) is kept as the last error for the dead-letter context."""
+        self._queue.nack(self.receipt, delay=delay, error=error)
+
+    def extend(self, seconds):
+        """Heartbeat: the lease now runs out ``seconds`` from now. Returns the new deadline."""
+        self.lease_deadline = self._queue.extend(self.receipt, seconds)
+        return self.lease_deadline
+
+    @property
+    def queue(self):
+        """The queue this delivery came from."""
+        return self._queue
+
+    def __repr__(self):
+        return (f"Delivery(attempt={self.attempt}, receipt={self.receipt:#x}, "
+                f"lease_deadline={self.lease_deadline!r}, message={self.message!r})")
+
+
+cdef class MemoryQueue:
+    """The in-memory work-queue engine: priorities with aging, delays, leases, attempts and
+    dead-lettering, in C (fastq.backends.MemoryEngine is this class). Non-blocking: waiting
+    is the job of :class:`fastq.Queue`. Thread-safe."""
+
+    def __cinit__(self):
+        self._ready = False
+
+    def __init__(self, maxsize=None, *, max_bytes=None, visibility_timeout=30.0,
+                 max_deliveries=5, priority_aging=10.0, clock=None, owner=None):
+        cdef uint64_t cap = <uint64_t>-1
+        cdef int64_t mb = INT64_MAX, vt, age = 0
+        if self._ready:
+            raise RuntimeError("MemoryQueue.__init__ called twice")
+        if maxsize is not None:
+            if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+                raise TypeError(f"maxsize must be an int or None, got {type(maxsize).__name__}")
+            if not 1 <= maxsize < FQ_WQ_MAX_SLOTS:
+                raise ValueError(f"maxsize must be in 1..{FQ_WQ_MAX_SLOTS - 1} (or None), got {maxsize!r}")
+            cap = maxsize
+        if max_bytes is not None:
+            if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+                raise TypeError(f"max_bytes must be an int or None, got {type(max_bytes).__name__}")
+            if max_bytes < 1:
+                raise ValueError(f"max_bytes must be >= 1 (or None), got {max_bytes!r}")
+            mb = min(max_bytes, INT64_MAX - 1)
+        vt = _seconds_ns(visibility_timeout, "visibility_timeout", False)
+        if isinstance(max_deliveries, bool) or not isinstance(max_deliveries, int):
+            raise TypeError(f"max_deliveries must be an int, got {type(max_deliveries).__name__}")
+        if not 1 <= max_deliveries <= 0xFFFFFFFF:
+            raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries!r}")
+        if priority_aging is not None:
+            age = _seconds_ns(priority_aging, "priority_aging", False)
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {type(clock).__name__}")
+        fq_wq_init(&self._q, cap, mb, vt, <uint32_t>max_deliveries, age,
+                   int.from_bytes(_os_q.urandom(8), "little"))
+        self._clock = clock
+        self._count_bytes = max_bytes is not None
+        self._owner = owner
+        self.on_room = None
+        self.room_waiters = 0
+        self.direct_ack = owner is None
+        self._ready = True
+        if clock is not None:
+            now = self._now()
+            self._q.wall_offset = fq_wall_ns() - now
+            fq_wq_advance(&self._q, now)
+        else:
+            fq_wq_advance(&self._q, fq_now_ns())
+
+    def __dealloc__(self):
+        cdef uint32_t s
+        if not self._ready:
+            return
+        for s in range(self._q.hw):
+            Py_XDECREF(<PyObject *>self._q.e[s].msg)
+            Py_XDECREF(<PyObject *>self._q.e[s].err)
+        for s in range(self._q.n_dead):
+            Py_XDECREF(<PyObject *>self._q.dead[s].msg)
+            Py_XDECREF(<PyObject *>self._q.dead[s].err)
+        fq_wq_destroy(&self._q)
+
+    cdef int64_t _now(self) except? -1:
+        cdef double t
+        if self._clock is None:
+            return fq_now_ns()
+        value = self._clock()
+        try:
+            t = value
+        except TypeError:
+            raise TypeError(f"clock() must return a number, got {type(value).__name__}") from None
+        if not isfinite(t) or not -9.2e9 < t < 9.2e9:
+            raise ValueError(f"clock() must return a finite number of seconds, got {t!r}")
+        return <int64_t>(t * 1e9)
+
+    cdef inline double _sec(self, int64_t ns):
+        return ns * 1e-9
+
+    cdef int _nomem(self) except -1:
+        raise MemoryError("MemoryQueue: out of memory")
+
+    # ---- put ------------------------------------------------------------------------------
+
+    def offer(self, Message message not None, delay=0.0):
+        """Store ``message`` (visible after ``delay`` seconds) if there is room; True if stored."""
+        cdef int64_t d = 0 if delay == 0.0 else _seconds_ns(delay, "delay", True)
+        return self._offer(message, d, self._now())
+
+    cdef bint _offer(self, Message m, int64_t delay, int64_t now) except -1:
+        cdef int64_t nbytes = _payload_bytes(m) if self._count_bytes else 0
+        cdef int rc
+        Py_INCREF(m)
+        fq_pylock_acquire(&self._lock)
+        rc = fq_wq_advance(&self._q, now)
+        if rc == FQ_WQ_OK:
+            rc = fq_wq_put(&self._q, <void *>m, m._prio, delay, nbytes, m._deadline)
+        fq_pylock_release(&self._lock)
+        if rc == FQ_WQ_OK:
+            return True
+        Py_DECREF(m)
+        if rc == FQ_WQ_FULL:
+            return False
+        return self._nomem()
+
+    def offer_many(self, messages, delay=0.0):
+        """Store messages in order while there is room; returns how many were stored."""
+        cdef int64_t d = 0 if delay == 0.0 else _seconds_ns(delay, "delay", True)
+        cdef int64_t now = self._now()
+        cdef Py_ssize_t i = 0
+        for m in messages:
+            if not isinstance(m, Message):
+                raise TypeError(f"messages[{i}] must be a fastq.Message, got {type(m).__name__}")
+            if not self._offer(<Message>m, d, now):
+                break
+            i += 1
+        return i
+
+    # ---- get ------------------------------------------------------------------------------
+
+    def poll(self):
+        """Hand out the next message as a Delivery, or None if nothing is ready."""
+        cdef fq_wq_grant g
+        cdef int rc
+        cdef int64_t now = self._now()
+        fq_pylock_acquire(&self._lock)
+        rc = fq_wq_advance(&self._q, now)
+        if rc == FQ_WQ_OK:
+            rc = fq_wq_take(&self._q, &g)
+        fq_pylock_release(&self._lock)
+        if rc == FQ_WQ_EMPTY:
+            return None
+        if rc != FQ_WQ_OK:
+            self._nomem()
+        return self._delivery(&g)
+
+    cdef Delivery _delivery(self, fq_wq_grant *g):
+        cdef Delivery d = Delivery.__new__(Delivery)
+        d.message = <Message>g.msg
+        d.attempt = g.attempt
+        d.receipt = g.receipt
+        d.lease_deadline = g.lease_deadline * 1e-9
+        d._queue = self._owner if self._owner is not None else self
+        d._engine = self if self._owner is None or self.direct_ack else None
+        return d
+
+    def poll_many(self, Py_ssize_t max_messages):
+        """Hand out up to ``max_messages`` messages (a list, empty if none is ready)."""
+        cdef fq_wq_grant *gs
+        cdef Py_ssize_t k = 0, i
+        cdef int rc = FQ_WQ_OK
+        cdef int64_t now = self._now()
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages!r}")
+        if max_messages > 65536:
+            max_messages = 65536
+        gs = <fq_wq_grant *>malloc(<size_t>max_messages * sizeof(fq_wq_grant))
+        if gs == NULL:
+            raise MemoryError()
+        fq_pylock_acquire(&self._lock)
+        rc = fq_wq_advance(&self._q, now)
+        while rc == FQ_WQ_OK and k < max_messages:
+            rc = fq_wq_take(&self._q, &gs[k])
+            if rc == FQ_WQ_OK:
+                k += 1
+        fq_pylock_release(&self._lock)
+        try:
+            out = [self._delivery(&gs[i]) for i in range(k)]
+        finally:
+            free(gs)
+        if rc == FQ_WQ_NOMEM:
+            self._nomem()
+        return out
+
+    # ---- settle ---------------------------------------------------------------------------
+
+    cdef int _receipt_error(self, object receipt) except -1:
+        raise _InvalidReceipt(
+            f"receipt {receipt!r} is stale: the lease ran out, it was settled already, "
+            f"or it belongs to another queue"
+        )
+
+    cdef uint64_t _as_receipt(self, object receipt) except? 0:
+        if isinstance(receipt, bool) or not isinstance(receipt, int):
+            raise TypeError(f"receipt must be an int (Delivery.receipt), got {type(receipt).__name__}")
+        if not 0 <= receipt < (1 << 64):
+            self._receipt_error(receipt)
+        return receipt
+
+    cdef int _ack(self, object receipt) except -1:
+        return self._ack_u64(self._as_receipt(receipt))
+
+    cdef int _ack_u64(self, uint64_t r) except -1:
+        cdef void *msg = NULL
+        cdef void *err = NULL
+        cdef int64_t now = self._now()
+        cdef int rc
+        fq_pylock_acquire(&self._lock)
+        rc = fq_wq_advance(&self._q, now)
+        if rc == FQ_WQ_OK:
+            rc = fq_wq_ack(&self._q, r, &msg, &err)
+        fq_pylock_release(&self._lock)
+        if rc == FQ_WQ_OK:
+            Py_DECREF(<object>msg)
+            Py_XDECREF(<PyObject *>err)
+            if self.room_waiters:
+                self.on_room()
+            return 0
+        if rc == FQ_WQ_STALE:
+            return self._receipt_error(r)
+        return self._nomem()
+
+    def ack(self, receipt):
+        """Settle a delivery as done. InvalidReceipt if the receipt is stale."""
+        self._ack(receipt)
+
+    def ack_many(self, receipts):
+        """Ack each receipt; every valid one is acked even when some are stale (then
+        InvalidReceipt names how many and the first)."""
+        cdef Py_ssize_t bad = 0
+        first = None
+        for r in receipts:
+            try:
+                self._ack(r)
+            except _InvalidReceipt:
+                if bad == 0:
+                    first = r
+                bad += 1
+        if bad:
+            raise _InvalidReceipt(f"{bad} stale receipt(s), the first {first!r}; the others were acked")
+
+    def nack(self, receipt, delay=None, error=None):
+        """A failed attempt (see Delivery.nack). Returns True if the message was dead-lettered."""
+        cdef void *old = NULL
+        cdef uint64_t r = self._as_receipt(receipt)
+        cdef int64_t d = 0 if delay is None else _seconds_ns(delay, "delay", True)
+        cdef int64_t now = self._now()
+        cdef int rc
+        cdef uint64_t dead0
+        cdef bint dead
+        err = None if error is None else (error if isinstance(error, str) else _describe(error))
+        if err is not None:
+            Py_INCREF(err)
+        fq_pylock_acquire(&self._lock)
+        rc = fq_wq_advance(&self._q, now)
+        dead0 = self._q.dead_total
+        if rc == FQ_WQ_OK:
+            rc = fq_wq_nack(&self._q, r, d, <void *>err if err is not None else NULL, &old)
+        dead = self._q.dead_total != dead0
+        fq_pylock_release(&self._lock)
+        if rc == FQ_WQ_OK:
+            Py_XDECREF(<PyObject *>old)
+            if dead and self.room_waiters:
+                self.on_room()
+            return dead
+        if err is not None:
+            Py_DECREF(err)
+        if rc == FQ_WQ_STALE:
+            return self._receipt_error(receipt)
+        return self._nomem()
+
+    def extend(self, receipt, seconds):
+        """The lease now runs out ``seconds`` after now; returns the new deadline (seconds)."""
+        cdef uint64_t r = self._as_receipt(receipt)
+        cdef int64_t by = _seconds_ns(seconds, "seconds", True)
+        cdef int64_t now = self._now()
+        cdef int64_t deadline = 0
+        cdef int rc
+        fq_pylock_acquire(&self._lock)
+        rc = fq_wq_advance(&self._q, now)
+        if rc == FQ_WQ_OK:
+            rc = fq_wq_extend(&self._q, r, by, &deadline)
+        fq_pylock_release(&self._lock)
+        if rc == FQ_WQ_OK:
+            return deadline * 1e-9
+        if rc == FQ_WQ_STALE:
+            return self._receipt_error(receipt)
+        return self._nomem()
+
+    # ---- housekeeping ---------------------------------------------------------------------
+
+    def advance(self):
+        """Bring the queue to the clock's now (expire leases, promote due messages)."""
+        cdef int64_t now = self._now()
+        cdef int rc
+        fq_pylock_acquire(&self._lock)
+        rc = fq_wq_advance(&self._q, now)
+        fq_pylock_release(&self._lock)
+        if rc != FQ_WQ_OK:
+            self._nomem()
+
+    @property
+    def dead_pending(self):
+        """True when messages are waiting to be written to the dead-letter queue."""
+        return self._q.n_dead != 0
+
+    def take_dead(self):
+        """Messages that left for the dead-letter queue since the last call, as tuples
+        ``(message, reason, deliveries, first_delivery, last_delivery, put_at, last_error)``
+        (times in seconds on the queue's clock, None when never delivered)."""
+        cdef fq_wq_dead *items
+        cdef uint32_t n, i
+        fq_pylock_acquire(&self._lock)
+        items = self._q.dead
+        n = self._q.n_dead
+        self._q.dead = NULL
+        self._q.n_dead = 0
+        self._q.cap_dead = 0
+        fq_pylock_release(&self._lock)
+        out = []
+        for i in range(n):
+            d = &items[i]
+            out.append((
+                fq_steal(d.msg), _DEAD_REASONS[d.reason], d.deliveries,
+                d.first_delivery * 1e-9 if d.deliveries else None,
+                d.last_delivery * 1e-9 if d.deliveries else None,
+                d.put_at * 1e-9,
+                fq_steal(d.err) if d.err != NULL else None,
+            ))
+        free(items)
+        return out
+
+    def purge(self):
+        """Drop every ready message (not delayed, not in flight); returns how many."""
+        cdef void *msg
+        cdef void *err
+        cdef list dropped = []
+        cdef int64_t now = self._now()
+        fq_pylock_acquire(&self._lock)
+        fq_wq_advance(&self._q, now)
+        while fq_wq_pop_ready(&self._q, &msg, &err) == FQ_WQ_OK:
+            dropped.append(fq_steal(msg))
+            if err != NULL:
+                Py_DECREF(<object>err)
+        fq_pylock_release(&self._lock)
+        if dropped and self.room_waiters:
+            self.on_room()
+        return len(dropped)
+
+    def now(self):
+        """The queue clock's now, in seconds."""
+        return self._now() * 1e-9
+
+    def next_due(self):
+        """When something next happens by itself (a delayed message is due, a lease runs
+        out), in seconds on the queue's clock; None if nothing is pending."""
+        cdef int64_t t = fq_wq_next_due(&self._q)
+        return None if t == INT64_MAX else t * 1e-9
+
+    def counts(self):
+        """(ready, delayed, in_flight, held, bytes, oldest_ready_at or None, put_total,
+        acked_total, redelivered_total, dead_total, nacked_total, lease_expiries)."""
+        cdef int64_t now = self._now()
+        cdef int64_t oldest
+        fq_pylock_acquire(&self._lock)
+        fq_wq_advance(&self._q, now)
+        oldest = fq_wq_oldest_ready(&self._q)
+        t = (fq_wq_ready(&self._q), self._q.delayed.n, self._q.leases.n, self._q.held,
+             self._q.bytes, None if oldest == INT64_MAX else oldest * 1e-9,
+             self._q.put_total, self._q.acked_total, self._q.redelivered_total,
+             self._q.dead_total, self._q.nacked_total, self._q.lease_expiries)
+        fq_pylock_release(&self._lock)
+        return t
+
+    def __len__(self):
+        """Messages held: ready + delayed + in flight."""
+        return self._q.held
+
+    def has_room(self, Message message=None):
+        """True if a put of ``message`` (or of an empty message) would fit now."""
+        cdef int64_t nbytes = _payload_bytes(message) if self._count_bytes and message is not None else 0
+        return bool(fq_wq_has_room(&self._q, nbytes))
+
+
+cdef object _describe(object error):
+    if isinstance(error, BaseException):
+        text = str(error)
+        return f"{type(error).__qualname__}: {text}" if text else type(error).__qualname__
+    return str(error)

@@ -1,0 +1,110 @@
+"""Dead-letter queues: where messages go when they cannot be delivered, with the context of why."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .._core import Message
+from ..stats import DeadLetterStatistics
+
+__all__ = ("DeadLetter", "DeadLetterQueue")
+
+REASONS = ("max_deliveries", "expired", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead-lettered message and its failure context (times are unix seconds)."""
+
+    message: Message
+    """The original message, unchanged."""
+    reason: str
+    """``max_deliveries`` (every allowed attempt failed or timed out), ``expired`` (its
+    ``deadline`` passed before delivery) or ``rejected`` (nacked on its last attempt)."""
+    queue: str
+    """The queue it came from."""
+    attempts: int
+    """How many times it was handed out."""
+    first_delivery: float | None
+    last_delivery: float | None
+    dead_lettered_at: float
+    last_error: str | None
+    """The last failure's description, when a consumer gave one (``nack(error=...)``)."""
+
+
+class DeadLetterQueue:
+    """Holds :class:`DeadLetter` entries in arrival order. ``maxsize`` (None: unbounded) keeps
+    memory bounded by dropping the oldest entries first (counted). Thread-safe."""
+
+    def __init__(self, name: str, *, maxsize: int | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, got {name!r}")
+        if maxsize is not None:
+            if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+                raise TypeError(f"maxsize must be an int or None, got {type(maxsize).__name__}")
+            if maxsize < 1:
+                raise ValueError(f"maxsize must be >= 1 (or None), got {maxsize!r}")
+        self.name = name
+        self.maxsize = maxsize
+        self._entries: deque[DeadLetter] = deque()
+        self._lock = threading.Lock()
+        self._added = 0
+        self._dropped = 0
+
+    def add(self, entry: DeadLetter) -> None:
+        """Store one entry (queues call this)."""
+        if not isinstance(entry, DeadLetter):
+            raise TypeError(f"entry must be a DeadLetter, got {type(entry).__name__}")
+        with self._lock:
+            self._entries.append(entry)
+            self._added += 1
+            if self.maxsize is not None and len(self._entries) > self.maxsize:
+                self._entries.popleft()
+                self._dropped += 1
+
+    def list(self, limit: int | None = None) -> list[DeadLetter]:
+        """The oldest ``limit`` entries (all if None), without removing them."""
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise TypeError(f"limit must be an int or None, got {type(limit).__name__}")
+            if limit < 0:
+                raise ValueError(f"limit must be >= 0, got {limit!r}")
+        with self._lock:
+            if limit is None or limit >= len(self._entries):
+                return list(self._entries)
+            return [self._entries[i] for i in range(limit)]
+
+    def pop(self) -> DeadLetter | None:
+        """Remove and return the oldest entry (None if empty)."""
+        with self._lock:
+            return self._entries.popleft() if self._entries else None
+
+    def purge(self) -> int:
+        """Drop every entry; returns how many."""
+        with self._lock:
+            n = len(self._entries)
+            self._entries.clear()
+            return n
+
+    def statistics(self) -> DeadLetterStatistics:
+        with self._lock:
+            by_reason = dict(Counter(e.reason for e in self._entries))
+            return DeadLetterStatistics(
+                name=self.name,
+                size=len(self._entries),
+                added_total=self._added,
+                dropped_total=self._dropped,
+                by_reason=by_reason,
+            )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[DeadLetter]:
+        return iter(self.list())
+
+    def __repr__(self) -> str:
+        return f"DeadLetterQueue({self.name!r}, size={len(self)})"

@@ -1,0 +1,569 @@
+"""Queue: work-queue semantics (competing consumers, leases, ack/nack, redelivery, dead letters,
+delays, priorities with aging, deduplication) over a storage engine. See docs/queue.md."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+
+from .._core import DedupWindow, Delivery, Message
+from ..backends.memory import MemoryEngine
+from ..errors import Closed, Empty, Full
+from ..stats import QueueStatistics
+from .dlq import DeadLetter, DeadLetterQueue
+
+__all__ = ("Queue",)
+
+_POLL_SLICE = 0.005  # real seconds between clock reads when the clock cannot wake us
+_FIELDS = frozenset(
+    {
+        "key",
+        "type",
+        "priority",
+        "headers",
+        "id",
+        "idempotency_key",
+        "deadline",
+        "source",
+        "trace_id",
+    }
+)
+
+
+def _message(obj: Any, fields: dict[str, Any]) -> Message:
+    if fields:
+        for name in fields:
+            if name not in _FIELDS:
+                raise TypeError(f"unexpected keyword argument {name!r}")
+        if type(obj) is Message:
+            return obj.replace(**fields)
+        return Message(obj, **fields)
+    if type(obj) is Message:
+        return obj
+    return Message(obj)
+
+
+def _timeout(value: Any, name: str = "timeout") -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, got {type(value).__name__}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be >= 0 seconds (or None), got {value!r}")
+    return float(value)
+
+
+class Queue:
+    """A work queue: each message goes to one consumer at a time under a lease
+    (``visibility_timeout`` seconds). Settle a :class:`~fastq.Delivery` with ``ack()``; a nack
+    or a lease running out is a failed attempt, and after ``max_deliveries`` attempts the
+    message moves to ``dead_letter``. At-least-once: a message is only gone once acked.
+
+    ``maxsize`` / ``max_bytes`` bound the messages / payload bytes held (ready, delayed and in
+    flight); ``put`` then blocks or raises :class:`~fastq.Full`. Priorities are served strictly
+    by class, except that a message gains one class per ``priority_aging`` seconds it waits
+    (None: strict), so ``low`` is never starved forever. ``dedup_window`` (seconds) drops a put
+    whose ``idempotency_key`` was put within the window and returns the first message's id.
+    ``clock`` supplies every time the queue uses (see :mod:`fastq.clock`).
+
+    Sync and async users may share one queue across threads and event loops.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: str | None = None,
+        maxsize: int | None = 10_000,
+        max_bytes: int | None = None,
+        visibility_timeout: float = 30.0,
+        max_deliveries: int = 5,
+        dead_letter: str | DeadLetterQueue | None = "auto",
+        dedup_window: float | None = None,
+        sync: str = "none",
+        clock: Callable[[], float] | None = None,
+        priority_aging: float | None = 10.0,
+    ) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError(f"name must be a non-empty file-name-safe str, got {name!r}")
+        if path is not None:
+            raise NotImplementedError("durable queues (path=) are not available yet")
+        if sync != "none":
+            raise ValueError(
+                f"sync applies to durable queues; in memory it must be 'none', got {sync!r}"
+            )
+        self.name = name
+        self._engine = MemoryEngine(
+            maxsize=maxsize,
+            max_bytes=max_bytes,
+            visibility_timeout=visibility_timeout,
+            max_deliveries=max_deliveries,
+            priority_aging=priority_aging,
+            clock=clock,
+            owner=self,
+        )
+        self._engine.direct_ack = True
+        self._engine.on_room = self._wake
+        self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.visibility_timeout = float(visibility_timeout)
+        self.max_deliveries = max_deliveries
+        self._clock = clock
+        if dead_letter == "auto":
+            self.dead_letter: DeadLetterQueue | None = DeadLetterQueue(f"{name}.dlq")
+        elif dead_letter is None or isinstance(dead_letter, DeadLetterQueue):
+            self.dead_letter = dead_letter
+        else:
+            raise TypeError(
+                f"dead_letter must be 'auto', a DeadLetterQueue or None, got {dead_letter!r}"
+            )
+        self._dead_total = 0
+        self._dedup: DedupWindow | None = None
+        self._dedup_ids: dict[Any, str] = {}
+        self._dedup_order: deque[tuple[float, Any]] = deque()
+        self._dedup_ttl = 0.0
+        self._deduplicated = 0
+        self._dedup_lock = threading.Lock()
+        if dedup_window is not None:
+            ttl = _timeout(dedup_window, "dedup_window")
+            if not ttl:
+                raise ValueError(f"dedup_window must be > 0 seconds, got {dedup_window!r}")
+            self._dedup = DedupWindow(ttl, max_keys=1_000_000, exact=True, clock=clock)
+            self._dedup_ttl = ttl
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0  # sync + async waiters (getters and putters)
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._closed = False
+        # how long a blocked call may sleep in real seconds before re-reading the clock
+        subscribe = getattr(clock, "subscribe", None)
+        if clock is None:
+            self._slice: float | None = None  # the clock is real time: sleep until due
+        elif callable(subscribe):
+            subscribe(self._wake)
+            self._slice = math.inf  # woken by FakeClock.advance
+        else:
+            self._slice = _POLL_SLICE
+
+    # ---- put ------------------------------------------------------------------------------
+
+    def put(
+        self,
+        message: Any,
+        /,
+        *,
+        delay: float = 0.0,
+        block: bool = True,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> str:
+        """Put a :class:`~fastq.Message` (or a payload, with Message ``fields`` as keywords);
+        visible after ``delay`` seconds. Returns the message id (the first message's id when
+        the dedup window drops it). Blocks while full (``block=False``: raise ``Full`` at once;
+        ``timeout``: raise ``Full`` after that long)."""
+        if self._closed:
+            raise Closed(f"queue {self.name!r} is closed")
+        msg = _message(message, fields)
+        if self._dedup is not None and msg.idempotency_key is not None:
+            first = self._dedup_claim(msg)
+            if first is not None:
+                return first
+            try:
+                if not self._engine.offer(msg, delay):
+                    self._put_wait(msg, delay, block, timeout)
+            except BaseException:
+                self._dedup_release(msg)
+                raise
+        elif not self._engine.offer(msg, delay):
+            self._put_wait(msg, delay, block, timeout)
+        if self._waiting:
+            self._wake()
+        return msg.id
+
+    def put_many(
+        self,
+        messages: Iterable[Any],
+        /,
+        *,
+        delay: float = 0.0,
+        block: bool = True,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> list[str]:
+        """Put several messages in order (each a Message or a payload; ``fields`` apply to
+        all). Returns their ids. If the queue fills up, waits for room like :meth:`put`; when
+        that fails, :class:`~fastq.Full` is raised with ``exc.ids`` = the ids stored so far."""
+        if self._closed:
+            raise Closed(f"queue {self.name!r} is closed")
+        msgs = [_message(m, fields) for m in messages]
+        ids: list[str] = []
+        if self._dedup is None:
+            n = self._engine.offer_many(msgs, delay)
+            ids = [m.id for m in msgs[:n]]
+            rest = msgs[n:]
+        else:
+            rest = msgs
+        try:
+            for msg in rest:
+                ids.append(self.put(msg, delay=delay, block=block, timeout=timeout))
+        except Full as exc:
+            exc.ids = ids  # type: ignore[attr-defined]
+            raise
+        finally:
+            if self._waiting and ids:
+                self._wake()
+        return ids
+
+    async def aput(
+        self, message: Any, /, *, delay: float = 0.0, timeout: float | None = None, **fields: Any
+    ) -> str:
+        """:meth:`put`, waiting for room without blocking the event loop."""
+        if self._closed:
+            raise Closed(f"queue {self.name!r} is closed")
+        msg = _message(message, fields)
+        if self._dedup is not None and msg.idempotency_key is not None:
+            first = self._dedup_claim(msg)
+            if first is not None:
+                return first
+        try:
+            deadline = self._deadline(_timeout(timeout))
+            while not self._engine.offer(msg, delay):
+                await self._await_change(deadline, Full, room=True)
+                if self._closed:
+                    raise Closed(f"queue {self.name!r} is closed")
+        except BaseException:
+            if self._dedup is not None and msg.idempotency_key is not None:
+                self._dedup_release(msg)
+            raise
+        if self._waiting:
+            self._wake()
+        return msg.id
+
+    def _put_wait(self, msg: Message, delay: float, block: bool, timeout: float | None) -> None:
+        t = _timeout(timeout)
+        if not block or t == 0:
+            if not self._engine.offer(msg, delay):
+                raise Full(f"queue {self.name!r} is full")
+            return
+        deadline = self._deadline(t)
+        with self._cond:
+            self._waiting += 1
+            self._engine.room_waiters += 1
+            try:
+                while not self._engine.offer(msg, delay):
+                    if self._closed:
+                        raise Closed(f"queue {self.name!r} is closed")
+                    if not self._cond_wait(deadline):
+                        raise Full(f"queue {self.name!r} is full (waited {t} s)")
+            finally:
+                self._waiting -= 1
+                self._engine.room_waiters -= 1
+
+    # ---- get ------------------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> Delivery:
+        """The next message as a leased :class:`~fastq.Delivery`. Waits up to ``timeout``
+        seconds (None: forever; 0: not at all), then raises :class:`~fastq.Empty`; raises
+        :class:`~fastq.Closed` once the queue is closed and holds nothing more."""
+        d = self._engine.poll()
+        if self._engine.dead_pending:
+            self._flush_dead()
+        if d is not None:
+            return d
+        return self._get_wait(_timeout(timeout), 0)  # type: ignore[return-value]
+
+    def get_many(self, max_messages: int, timeout: float | None = None) -> list[Delivery]:
+        """Up to ``max_messages`` deliveries (at least one: waits like :meth:`get`)."""
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int):
+            raise TypeError(f"max_messages must be an int, got {type(max_messages).__name__}")
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages!r}")
+        ds = self._engine.poll_many(max_messages)
+        if self._engine.dead_pending:
+            self._flush_dead()
+        if ds:
+            return ds
+        return self._get_wait(_timeout(timeout), max_messages)  # type: ignore[return-value]
+
+    def _take(self, n: int) -> Delivery | list[Delivery] | None:
+        if n == 0:
+            got: Delivery | list[Delivery] | None = self._engine.poll()
+        else:
+            got = self._engine.poll_many(n) or None
+        if self._engine.dead_pending:
+            self._flush_dead()
+        return got
+
+    def _get_wait(self, timeout: float | None, n: int) -> Delivery | list[Delivery]:
+        if timeout == 0:
+            self._check_drained()
+            raise Empty(f"queue {self.name!r} has nothing ready")
+        deadline = self._deadline(timeout)
+        with self._cond:
+            self._waiting += 1
+            try:
+                while True:
+                    got = self._take(n)
+                    if got is not None:
+                        return got
+                    self._check_drained()
+                    if not self._cond_wait(deadline):
+                        raise Empty(f"queue {self.name!r} has nothing ready (waited {timeout} s)")
+            finally:
+                self._waiting -= 1
+
+    async def aget(self, timeout: float | None = None) -> Delivery:
+        """:meth:`get` without blocking the event loop."""
+        return await self._aget(_timeout(timeout), 0)  # type: ignore[return-value]
+
+    async def aget_many(self, max_messages: int, timeout: float | None = None) -> list[Delivery]:
+        """:meth:`get_many` without blocking the event loop."""
+        if isinstance(max_messages, bool) or not isinstance(max_messages, int):
+            raise TypeError(f"max_messages must be an int, got {type(max_messages).__name__}")
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages!r}")
+        return await self._aget(_timeout(timeout), max_messages)  # type: ignore[return-value]
+
+    async def _aget(self, timeout: float | None, n: int) -> Delivery | list[Delivery]:
+        deadline = self._deadline(timeout)
+        while True:
+            got = self._take(n)
+            if got is not None:
+                return got
+            self._check_drained()
+            if timeout == 0:
+                raise Empty(f"queue {self.name!r} has nothing ready")
+            await self._await_change(deadline, Empty, room=False)
+
+    def __iter__(self) -> Iterator[Delivery]:
+        """Deliveries until the queue is closed and drained."""
+        while True:
+            try:
+                yield self.get()
+            except Closed:
+                return
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self._aiter()
+
+    async def _aiter(self) -> AsyncIterator[Delivery]:
+        while True:
+            try:
+                yield await self.aget()
+            except Closed:
+                return
+
+    # ---- settle ---------------------------------------------------------------------------
+
+    def ack(self, receipt: int) -> None:
+        """Settle a delivery as done (``Delivery.ack()`` does the same)."""
+        self._engine.ack(receipt)
+
+    def ack_many(self, receipts: Iterable[int | Delivery]) -> None:
+        """Ack several receipts (or deliveries); all valid ones are acked even if some are
+        stale, then :class:`~fastq.InvalidReceipt` reports the stale ones."""
+        self._engine.ack_many([r.receipt if isinstance(r, Delivery) else r for r in receipts])
+
+    def nack(self, receipt: int, *, delay: float | None = None, error: object = None) -> None:
+        """A failed attempt: visible again after ``delay`` seconds (default at once), or moved
+        to the dead-letter queue if it was the last one allowed."""
+        self._engine.nack(receipt, delay, error)
+        if self._engine.dead_pending:
+            self._flush_dead()
+        if self._waiting:
+            self._wake()
+
+    def extend(self, receipt: int, seconds: float) -> float:
+        """Heartbeat: the lease runs out ``seconds`` from now. Returns the new deadline."""
+        deadline: float = self._engine.extend(receipt, seconds)
+        if self._waiting:
+            self._wake()  # a waiter may be sleeping until the old deadline
+        return deadline
+
+    # ---- housekeeping ---------------------------------------------------------------------
+
+    def purge(self) -> int:
+        """Drop every ready message; returns how many (delayed and in-flight ones stay)."""
+        return int(self._engine.purge())
+
+    def statistics(self) -> QueueStatistics:
+        c = self._engine.counts()
+        if self._engine.dead_pending:
+            self._flush_dead()
+        now = self._engine.now()
+        return QueueStatistics(
+            name=self.name,
+            ready=c[0],
+            delayed=c[1],
+            in_flight=c[2],
+            dead_lettered=self._dead_total,
+            oldest_ready_age=None if c[5] is None else max(0.0, now - c[5]),
+            bytes=c[4],
+            put_total=c[6],
+            acked_total=c[7],
+            redelivered_total=c[8],
+            nacked_total=c[10],
+            lease_expiries=c[11],
+            deduplicated_total=self._deduplicated,
+            closed=self._closed,
+        )
+
+    def __len__(self) -> int:
+        """Messages held: ready + delayed + in flight."""
+        return len(self._engine)
+
+    def close(self) -> None:
+        """Refuse new puts. Consumers go on draining: ``get`` raises :class:`~fastq.Closed`
+        once nothing is ready, delayed or in flight (a lease that runs out still redelivers)."""
+        self._closed = True
+        self._wake()
+
+    def delete(self) -> None:
+        """Close the queue and drop everything it holds."""
+        self._closed = True
+        self._engine.purge()
+        self._engine = MemoryEngine(maxsize=1, clock=self._clock, owner=self)
+        self._wake()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r}, held={len(self)}, closed={self._closed})"
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _check_drained(self) -> None:
+        if self._closed and len(self._engine) == 0:
+            raise Closed(f"queue {self.name!r} is closed and drained")
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        return None if timeout is None else self._engine.now() + timeout
+
+    def _sleep_for(self, deadline: float | None) -> float | None:
+        """Real seconds to sleep before re-checking: until the next due event or the
+        deadline, read on the queue clock."""
+        due = self._engine.next_due()
+        until = deadline if due is None else (due if deadline is None else min(due, deadline))
+        if self._slice is None:
+            return None if until is None else max(0.0, until - self._engine.now()) + 1e-4
+        if self._slice == math.inf:
+            return None
+        return self._slice
+
+    def _cond_wait(self, deadline: float | None) -> bool:
+        """Wait (holding self._cond) for a change; False once the deadline has passed."""
+        if deadline is not None and self._engine.now() >= deadline:
+            return False
+        self._cond.wait(self._sleep_for(deadline))
+        return True
+
+    async def _await_change(
+        self, deadline: float | None, exc: type[Exception], *, room: bool
+    ) -> None:
+        if deadline is not None and self._engine.now() >= deadline:
+            raise exc(f"queue {self.name!r} is {'full' if room else 'empty'} (timed out)")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        waiter = (loop, fut)
+        with self._cond:
+            self._async_waiters.add(waiter)
+            self._waiting += 1
+            if room:
+                self._engine.room_waiters += 1
+        try:
+            # re-check after registering: a change in between would otherwise be missed
+            if room and self._engine.has_room():
+                return
+            if not room and (len(self._engine) and self._engine.counts()[0]):
+                return
+            sleep = self._sleep_for(deadline)
+            # woken, or the due time / deadline came: either way the caller re-checks
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fut, sleep)
+        finally:
+            with self._cond:
+                self._async_waiters.discard(waiter)
+                self._waiting -= 1
+                if room:
+                    self._engine.room_waiters -= 1
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+            waiters = list(self._async_waiters)
+        for loop, fut in waiters:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody to wake there
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    def _flush_dead(self) -> None:
+        dead = self._engine.take_dead()
+        if not dead:
+            return
+        self._dead_total += len(dead)
+        if self.dead_letter is not None:
+            offset = time.time() - self._engine.now()  # queue clock -> unix seconds
+            now = time.time()
+            for msg, reason, attempts, first, last, _put_at, err in dead:
+                self.dead_letter.add(
+                    DeadLetter(
+                        message=msg,
+                        reason=reason,
+                        queue=self.name,
+                        attempts=attempts,
+                        first_delivery=None if first is None else first + offset,
+                        last_delivery=None if last is None else last + offset,
+                        dead_lettered_at=now,
+                        last_error=err,
+                    )
+                )
+        if self._waiting:
+            self._wake()
+
+    def _dedup_claim(self, msg: Message) -> str | None:
+        """None if ``msg`` is new (its key is now taken), else the first message's id."""
+        assert self._dedup is not None
+        key = msg.idempotency_key
+        assert key is not None
+        with self._dedup_lock:
+            now = self._engine.now()
+            order = self._dedup_order
+            while order and order[0][0] <= now:
+                self._dedup_ids.pop(order.popleft()[1], None)
+            if self._dedup.seen(key):
+                first = self._dedup_ids.get(key)
+                if first is not None:
+                    self._deduplicated += 1
+                    return first
+            self._dedup_ids[key] = msg.id
+            order.append((now + self._dedup_ttl, key))
+            return None
+
+    def _dedup_release(self, msg: Message) -> None:
+        """The put of ``msg`` failed: its key is free again."""
+        assert self._dedup is not None
+        key = msg.idempotency_key
+        assert key is not None
+        with self._dedup_lock:
+            if self._dedup_ids.get(key) == msg.id:
+                del self._dedup_ids[key]
+                self._dedup.forget(key)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
