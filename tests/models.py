@@ -192,3 +192,133 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.t[0] += seconds
+
+
+class QueueModel:
+    """fastq.Queue's delivery contract as a pure-Python oracle (one thread, no blocking, no
+    message deadlines). Times are int nanoseconds on the queue clock; `advance(now)` must run
+    before every operation (as the queue does): expired leases become failed attempts
+    (visible again at their lease deadline, or dead at max_deliveries), due delayed messages
+    become ready.
+
+    Selection: each ready message has effective class max(0, class - floor(waited / aging))
+    (aging None: its class), waited = now - ready_at; the next hand-out is any message with
+    the smallest (effective class, ready_at) -- `candidates` returns that set (ties are not
+    ordered by the contract, FIFO of equal ready times aside).
+    """
+
+    READY, DELAYED, INFLIGHT, ACKED, DEAD = "ready", "delayed", "inflight", "acked", "dead"
+
+    def __init__(
+        self, vt: int, max_deliveries: int, maxsize: int | None, aging: int | None
+    ) -> None:
+        self.vt = vt
+        self.max_deliveries = max_deliveries
+        self.maxsize = maxsize
+        self.aging = aging
+        self.now = 0
+        self.state: dict[str, str] = {}
+        self.prio: dict[str, int] = {}
+        self.ready_at: dict[str, int] = {}
+        self.deliveries: dict[str, int] = {}
+        self.lease: dict[str, int] = {}  # in-flight id -> lease deadline
+        self.receipt: dict[str, int] = {}  # in-flight id -> its current receipt
+        self.dead: list[tuple[str, str, int]] = []  # (id, reason, attempts) in order
+        self.put_total = self.acked_total = self.nacked_total = 0
+        self.lease_expiries = self.redelivered_total = 0
+
+    def count(self, state: str) -> int:
+        return sum(1 for s in self.state.values() if s == state)
+
+    def held(self) -> int:
+        return sum(1 for s in self.state.values() if s in (self.READY, self.DELAYED, self.INFLIGHT))
+
+    def _fail(self, mid: str, ready_at: int, reason: str) -> None:
+        del self.lease[mid]
+        del self.receipt[mid]
+        if self.deliveries[mid] >= self.max_deliveries:
+            self.state[mid] = self.DEAD
+            self.dead.append((mid, reason, self.deliveries[mid]))
+            return
+        self.redelivered_total += 1
+        self.ready_at[mid] = ready_at
+        self.state[mid] = self.READY if ready_at <= self.now else self.DELAYED
+
+    def advance(self, now: int) -> None:
+        self.now = max(self.now, now)
+        for mid, deadline in sorted(self.lease.items(), key=lambda kv: kv[1]):
+            if deadline <= self.now:
+                self.lease_expiries += 1
+                self._fail(mid, deadline, "max_deliveries")
+        for mid, s in self.state.items():
+            if s == self.DELAYED and self.ready_at[mid] <= self.now:
+                self.state[mid] = self.READY
+
+    def put(self, mid: str, prio: int, delay: int) -> bool:
+        """False (nothing stored) when maxsize is reached."""
+        if self.maxsize is not None and self.held() >= self.maxsize:
+            return False
+        self.put_total += 1
+        self.state[mid] = self.READY if delay <= 0 else self.DELAYED
+        self.prio[mid] = prio
+        self.ready_at[mid] = self.now + max(delay, 0)
+        self.deliveries[mid] = 0
+        return True
+
+    def effective(self, mid: str) -> int:
+        c = self.prio[mid]
+        if self.aging is None or c == 0:
+            return c
+        return max(0, c - (self.now - self.ready_at[mid]) // self.aging)
+
+    def candidates(self) -> set[str]:
+        ready = [m for m, s in self.state.items() if s == self.READY]
+        if not ready:
+            return set()
+        best = min((self.effective(m), self.ready_at[m]) for m in ready)
+        return {m for m in ready if (self.effective(m), self.ready_at[m]) == best}
+
+    def take(self, mid: str, receipt: int) -> tuple[int, int]:
+        """Hand out `mid` (one of `candidates`): returns (attempt, lease deadline)."""
+        assert mid in self.candidates()
+        self.deliveries[mid] += 1
+        self.state[mid] = self.INFLIGHT
+        self.lease[mid] = self.now + self.vt
+        self.receipt[mid] = receipt
+        return self.deliveries[mid], self.lease[mid]
+
+    def owner(self, receipt: int) -> str | None:
+        """The in-flight message a receipt currently names (None: stale)."""
+        for mid, r in self.receipt.items():
+            if r == receipt:
+                return mid
+        return None
+
+    def ack(self, receipt: int) -> bool:
+        mid = self.owner(receipt)
+        if mid is None:
+            return False
+        del self.lease[mid]
+        del self.receipt[mid]
+        self.state[mid] = self.ACKED
+        self.acked_total += 1
+        return True
+
+    def nack(self, receipt: int, delay: int) -> bool:
+        mid = self.owner(receipt)
+        if mid is None:
+            return False
+        self.nacked_total += 1
+        self._fail(mid, self.now + max(delay, 0), "rejected")
+        return True
+
+    def extend(self, receipt: int, by: int) -> int | None:
+        mid = self.owner(receipt)
+        if mid is None:
+            return None
+        self.lease[mid] = self.now + by
+        return self.lease[mid]
+
+    def oldest_ready_at(self) -> int | None:
+        ready = [self.ready_at[m] for m, s in self.state.items() if s == self.READY]
+        return min(ready) if ready else None

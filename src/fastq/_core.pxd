@@ -544,4 +544,4 @@ cdef class MemoryQueue:
     cdef int _receipt_error(self, object receipt) except -1
     cdef uint64_t _as_receipt(self, object receipt) except? 0
     cdef int _ack(self, object receipt) except -1
-    cdef int _ack_u64(self, uint64_t r) except -1
+    cdef int _ack_u64(self, uint64_t r, int64_t now=*) except -1

@@ -294,16 +294,22 @@ def _message_restore(payload, key, type, prio, headers, id, idem, deadline, sour
     return m
 
 
-cdef Message _message_of(object payload):
-    """A Message with every field at its default (the queue's fast path for a bare payload)."""
+cdef Message _message_of(object payload, int64_t wall=0):
+    """A Message with every field at its default (the queue's fast path for a bare payload);
+    ``wall``: its creation time (unix ns) when the caller already read the clock."""
     cdef Message m = Message.__new__(Message)
+    cdef int rc
     m.payload = payload
     m.type = ""
     m.source = ""
     m._prio = 2
     m._deadline = INT64_MIN
-    m.timestamp = fq_wall_ns()
-    _new_id(m._uuid)
+    m.timestamp = wall if wall else fq_wall_ns()
+    fq_pylock_acquire(&_uuid_lock)
+    rc = fq_uuid7(&fq_uuid_state, m.timestamp, m._uuid)
+    fq_pylock_release(&_uuid_lock)
+    if rc:
+        raise OSError(rc, "no random bytes from the operating system for a message id")
     m._has_uuid = True
     m._ready = True
     return m
@@ -363,13 +369,13 @@ cdef object _encode(Message m, object codec):
         body = payload
     elif type(payload) is str:
         codec_id = 1
-        body = (<str>payload).encode("utf-8")
+        body = (<str>payload).encode("utf-8", "surrogatepass")
     elif isinstance(payload, (bytes, bytearray, memoryview)):
         codec_id = 0
         body = bytes(payload)
     elif isinstance(payload, str):
         codec_id = 1
-        body = str(payload).encode("utf-8")
+        body = str(payload).encode("utf-8", "surrogatepass")
     else:
         c = _codecs_mod().JSON if codec is None else codec
         codec_id = c.id
@@ -549,6 +555,7 @@ cdef Message _decode(object data, tuple codecs, object source, object position):
     cdef Message m = Message.__new__(Message)
     cdef uint8_t flags, codec_id, kind
     cdef Py_ssize_t count, i
+    cdef uint64_t ucount
     c.p = &view[0] if view.shape[0] else NULL
     c.n = view.shape[0]
     c.pos = 0
@@ -607,15 +614,16 @@ cdef Message _decode(object data, tuple codecs, object source, object position):
             c.pos -= 1
             c.fail(f"unknown idempotency key kind {kind}")
     m._deadline = c.i64("deadline") if flags & F_DEADLINE else INT64_MIN
-    if flags & F_DEADLINE and m._deadline == INT64_MIN:
+    if flags & F_DEADLINE and not -9200000000000000000 < m._deadline < 9200000000000000000:
         c.pos -= 8
-        c.fail("deadline holds the 'no deadline' marker")
+        c.fail(f"deadline {m._deadline} ns is outside the range a Message accepts")
     m.source = c.take_str("source") if flags & F_SOURCE else ""
     m.trace_id = c.take_str("trace id") if flags & F_TRACE else None
     if flags & F_HEADERS:
-        count = <Py_ssize_t>c.uvarint("header count")
-        if count == 0 or count > c.n - c.pos:
-            c.fail(f"header count {count} is impossible here")
+        ucount = c.uvarint("header count")
+        if ucount == 0 or ucount > <uint64_t>(c.n - c.pos):
+            c.fail(f"header count {ucount} is impossible here")
+        count = <Py_ssize_t>ucount
         h = {}
         for i in range(count):
             hk = c.take_str("header name")

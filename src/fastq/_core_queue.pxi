@@ -194,6 +194,30 @@ cdef class MemoryQueue:
             return False
         return self._nomem()
 
+    def offer_payload(self, item, delay=0.0):
+        """Store ``item`` (a Message, or a payload for a Message with default fields) if there
+        is room; returns the message id, or None when full."""
+        cdef int64_t d = 0 if delay == 0.0 else _seconds_ns(delay, "delay", True)
+        cdef Message m = <Message>item if type(item) is Message else _message_of(item)
+        if not self._offer(m, d, self._now()):
+            return None
+        return m._id if m._id is not None else _id_text(m._uuid)
+
+    def offer_payloads(self, items, delay=0.0):
+        """Store items (Messages or payloads, as offer_payload) in order while there is
+        room; returns the ids of those stored (a prefix of items)."""
+        cdef int64_t d = 0 if delay == 0.0 else _seconds_ns(delay, "delay", True)
+        cdef int64_t now = self._now()
+        cdef int64_t wall = fq_wall_ns()           # one creation time for the batch
+        cdef Message m
+        cdef list ids = []
+        for item in items:
+            m = <Message>item if type(item) is Message else _message_of(item, wall)
+            if not self._offer(m, d, now):
+                break
+            ids.append(m._id if m._id is not None else _id_text(m._uuid))
+        return ids
+
     def offer_many(self, messages, delay=0.0):
         """Store messages in order while there is room; returns how many were stored."""
         cdef int64_t d = 0 if delay == 0.0 else _seconds_ns(delay, "delay", True)
@@ -281,11 +305,12 @@ cdef class MemoryQueue:
     cdef int _ack(self, object receipt) except -1:
         return self._ack_u64(self._as_receipt(receipt))
 
-    cdef int _ack_u64(self, uint64_t r) except -1:
+    cdef int _ack_u64(self, uint64_t r, int64_t now=INT64_MIN) except -1:
         cdef void *msg = NULL
         cdef void *err = NULL
-        cdef int64_t now = self._now()
         cdef int rc
+        if now == INT64_MIN:
+            now = self._now()
         fq_pylock_acquire(&self._lock)
         rc = fq_wq_advance(&self._q, now)
         if rc == FQ_WQ_OK:
@@ -306,13 +331,17 @@ cdef class MemoryQueue:
         self._ack(receipt)
 
     def ack_many(self, receipts):
-        """Ack each receipt; every valid one is acked even when some are stale (then
-        InvalidReceipt names how many and the first)."""
+        """Ack each receipt (or Delivery); every valid one is acked even when some are stale
+        (then InvalidReceipt names how many and the first)."""
         cdef Py_ssize_t bad = 0
+        cdef int64_t now = self._now()             # one clock read for the batch
         first = None
         for r in receipts:
             try:
-                self._ack(r)
+                if type(r) is Delivery:
+                    self._ack_u64((<Delivery>r).receipt, now)
+                else:
+                    self._ack_u64(self._as_receipt(r), now)
             except _InvalidReceipt:
                 if bad == 0:
                     first = r

@@ -7,7 +7,7 @@ id name      payloads
 == ========= ===============================================================================
 0  bytes     ``bytes``, ``bytearray``, ``memoryview`` (read back as ``bytes``)
 1  str       ``str`` (UTF-8)
-2  json      anything JSON can hold (the default for other objects; msgspec when installed)
+2  json      anything JSON can hold, strictly (the default for other objects)
 3  msgpack   anything MessagePack can hold (needs ``msgspec``; opt in with ``codec=MSGPACK``)
 4  pickle    any picklable object: **opt in twice** (to write it and to read it back), since
              unpickling runs code named by the data
@@ -56,39 +56,24 @@ class Codec(Protocol):
 
 
 class JsonCodec:
-    """JSON (id 2): msgspec's encoder when msgspec is installed, else the standard library's.
-    Both write compact UTF-8 JSON that either reads back; tuples come back as lists."""
+    """JSON (id 2) through the standard library: strict (NaN, infinities, bytes and sets are
+    refused with TypeError rather than silently changed), compact, UTF-8. Tuples come back as
+    lists. (msgspec's JSON encoder writes NaN as null and bytes as base64, so it is not used
+    here; with msgspec installed, ``MSGPACK`` is the fast binary choice.)"""
 
     id = 2
     name = "json"
 
-    def __init__(self) -> None:
-        try:
-            import msgspec.json as mj
-        except ImportError:
-            self._enc = None
-            self._dec = None
-        else:
-            self._enc = mj.Encoder().encode
-            self._dec = mj.Decoder().decode
-
     def encode(self, obj: Any) -> bytes:
-        if self._enc is not None:
-            try:
-                return bytes(self._enc(obj))
-            except (TypeError, OverflowError) as exc:
-                raise TypeError(f"payload is not JSON-serialisable: {exc}") from None
         try:
             return json.dumps(
                 obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-            ).encode("utf-8")
+            ).encode("utf-8", "surrogatepass")
         except (TypeError, ValueError) as exc:
             raise TypeError(f"payload is not JSON-serialisable: {exc}") from None
 
     def decode(self, data: bytes) -> Any:
-        if self._dec is not None:
-            return self._dec(data)
-        return json.loads(data)
+        return json.loads(data.decode("utf-8", "surrogatepass"))
 
 
 class MsgpackCodec:

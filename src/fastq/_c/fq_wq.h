@@ -241,17 +241,23 @@ static int fq_wq_fail(fq_wq *q, uint32_t s, int64_t ready_at, int reason_if_dead
 static int fq_wq_advance(fq_wq *q, int64_t now) {
     if (now > q->now) q->now = now;
     now = q->now;
-    while (q->leases.n && q->e[q->leases.a[0]].lease_deadline <= now) {
-        uint32_t s = q->leases.a[0];
-        int64_t at = q->e[s].lease_deadline;
-        fq_wq_heap_remove(q, &q->leases, s);
-        q->lease_expiries++;
-        if (fq_wq_fail(q, s, at, FQ_WQ_DEAD_DELIVERIES)) return FQ_WQ_NOMEM;
-    }
-    while (q->delayed.n && q->e[q->delayed.a[0]].ready_at <= now) {
-        uint32_t s = q->delayed.a[0];
-        fq_wq_heap_remove(q, &q->delayed, s);
-        fq_wq_ready_push(q, s, q->e[s].ready_at);
+    /* Everything due now fell due after the previous call's now, later than anything already
+     * in the ready lists: merging the two heaps by time keeps every class list ordered by
+     * ready_at (which aging and the oldest-ready age read from the heads). */
+    for (;;) {
+        int64_t tl = q->leases.n ? q->e[q->leases.a[0]].lease_deadline : INT64_MAX;
+        int64_t td = q->delayed.n ? q->e[q->delayed.a[0]].ready_at : INT64_MAX;
+        if (tl > now && td > now) break;
+        if (tl <= td) {
+            uint32_t s = q->leases.a[0];
+            fq_wq_heap_remove(q, &q->leases, s);
+            q->lease_expiries++;
+            if (fq_wq_fail(q, s, tl, FQ_WQ_DEAD_DELIVERIES)) return FQ_WQ_NOMEM;
+        } else {
+            uint32_t s = q->delayed.a[0];
+            fq_wq_heap_remove(q, &q->delayed, s);
+            fq_wq_ready_push(q, s, td);
+        }
     }
     return FQ_WQ_OK;
 }

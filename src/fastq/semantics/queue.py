@@ -168,6 +168,12 @@ class Queue:
         visible after ``delay`` seconds. Returns the message id (the first message's id when
         the dedup window drops it). Blocks while full (``block=False``: raise ``Full`` at once;
         ``timeout``: raise ``Full`` after that long)."""
+        if not fields and self._dedup is None and not self._closed:
+            mid = self._engine.offer_payload(message, delay)  # the fast path, all in C
+            if mid is not None:
+                if self._waiting:
+                    self._wake()
+                return mid
         if self._closed:
             raise Closed(f"queue {self.name!r} is closed")
         msg = _message(message, fields)
@@ -202,14 +208,13 @@ class Queue:
         that fails, :class:`~fastq.Full` is raised with ``exc.ids`` = the ids stored so far."""
         if self._closed:
             raise Closed(f"queue {self.name!r} is closed")
-        msgs = [_message(m, fields) for m in messages]
+        items = messages if isinstance(messages, (list, tuple)) else list(messages)
         ids: list[str] = []
-        if self._dedup is None:
-            n = self._engine.offer_many(msgs, delay)
-            ids = [m.id for m in msgs[:n]]
-            rest = msgs[n:]
+        if self._dedup is None and not fields:
+            ids = self._engine.offer_payloads(items, delay)  # stops at the first that does not fit
+            rest = [_message(m, fields) for m in items[len(ids) :]]
         else:
-            rest = msgs
+            rest = [_message(m, fields) for m in items]
         try:
             for msg in rest:
                 ids.append(self.put(msg, delay=delay, block=block, timeout=timeout))
@@ -369,7 +374,7 @@ class Queue:
     def ack_many(self, receipts: Iterable[int | Delivery]) -> None:
         """Ack several receipts (or deliveries); all valid ones are acked even if some are
         stale, then :class:`~fastq.InvalidReceipt` reports the stale ones."""
-        self._engine.ack_many([r.receipt if isinstance(r, Delivery) else r for r in receipts])
+        self._engine.ack_many(receipts)
 
     def nack(self, receipt: int, *, delay: float | None = None, error: object = None) -> None:
         """A failed attempt: visible again after ``delay`` seconds (default at once), or moved
@@ -422,7 +427,11 @@ class Queue:
     def close(self) -> None:
         """Refuse new puts. Consumers go on draining: ``get`` raises :class:`~fastq.Closed`
         once nothing is ready, delayed or in flight (a lease that runs out still redelivers)."""
-        self._closed = True
+        if not self._closed:
+            self._closed = True
+            # from now on every ack may be the one that drains the queue: have the engine
+            # report acks (as it does for waiting putters) so blocked getters hear of it
+            self._engine.room_waiters += 1
         self._wake()
 
     def delete(self) -> None:
