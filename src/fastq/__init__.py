@@ -16,6 +16,7 @@ from .stats import DedupStatistics as DedupStatistics
 from .stats import QueueStatistics as QueueStatistics
 
 try:
+    from ._core import ConsumerRecord as ConsumerRecord
     from ._core import DedupWindow as DedupWindow
     from ._core import Delivery as Delivery
     from ._core import Message as Message
@@ -34,13 +35,20 @@ except ImportError as exc:  # pragma: no cover - only without a built extension
     ) from exc
 
 from .clock import FakeClock as FakeClock
+from .semantics import Consumer as Consumer
 from .semantics import DeadLetter as DeadLetter
 from .semantics import DeadLetterQueue as DeadLetterQueue
+from .semantics import Gap as Gap
+from .semantics import GapDetector as GapDetector
 from .semantics import Queue as Queue
+from .semantics import Sequencer as Sequencer
+from .semantics import Topic as Topic
 
 __all__ = (
     "Closed",
     "CodecError",
+    "Consumer",
+    "ConsumerRecord",
     "CorruptLogError",
     "DeadLetter",
     "DeadLetterQueue",
@@ -52,6 +60,8 @@ __all__ = (
     "FakeClock",
     "FastqError",
     "Full",
+    "Gap",
+    "GapDetector",
     "InvalidReceipt",
     "LogFailedError",
     "LogLockedError",
@@ -62,6 +72,8 @@ __all__ = (
     "Record",
     "RingBuffer",
     "SegmentLog",
+    "Sequencer",
+    "Topic",
     "__version__",
     "group_by_partition",
     "hash64",

@@ -283,12 +283,13 @@ cdef extern from "fq_wq.h" nogil:
     ctypedef struct fq_wq_dead:
         void *msg
         void *err
+        uint64_t tag
         int64_t first_delivery, last_delivery, put_at
         uint32_t deliveries
         int reason
     ctypedef struct fq_wq_grant:
         void *msg
-        uint64_t receipt
+        uint64_t receipt, tag
         int64_t lease_deadline
         uint32_t attempt
     ctypedef struct fq_wq:
@@ -299,6 +300,8 @@ cdef extern from "fq_wq.h" nogil:
         uint32_t n_dead, cap_dead
         uint64_t held
         int64_t bytes
+        uint64_t maxsize
+        int64_t max_bytes
         int64_t wall_offset
         uint64_t put_total, acked_total, redelivered_total, dead_total, nacked_total, lease_expiries
     int fq_wq_init(fq_wq *q, uint64_t maxsize, int64_t max_bytes, int64_t vt,
@@ -306,12 +309,14 @@ cdef extern from "fq_wq.h" nogil:
     void fq_wq_destroy(fq_wq *q)
     int fq_wq_advance(fq_wq *q, int64_t now)
     int fq_wq_has_room(const fq_wq *q, int64_t nbytes)
-    int fq_wq_put(fq_wq *q, void *msg, int prio, int64_t delay, int64_t nbytes, int64_t deadline_wall)
+    int fq_wq_put(fq_wq *q, void *msg, int prio, int64_t delay, int64_t nbytes, int64_t deadline_wall,
+                  uint64_t tag, uint32_t deliveries)
     int fq_wq_take(fq_wq *q, fq_wq_grant *g)
-    int fq_wq_ack(fq_wq *q, uint64_t receipt, void **msg, void **err)
-    int fq_wq_nack(fq_wq *q, uint64_t receipt, int64_t delay, void *err, void **old_err)
+    int fq_wq_ack(fq_wq *q, uint64_t receipt, void **msg, void **err, uint64_t *tag)
+    int fq_wq_nack(fq_wq *q, uint64_t receipt, int64_t delay, void *err, void **old_err, uint64_t *tag)
     int fq_wq_extend(fq_wq *q, uint64_t receipt, int64_t by, int64_t *deadline)
-    int fq_wq_pop_ready(fq_wq *q, void **msg, void **err)
+    int fq_wq_pop_ready(fq_wq *q, void **msg, void **err, uint64_t *tag)
+    uint64_t fq_wq_min_tag(const fq_wq *q)
     int64_t fq_wq_next_due(const fq_wq *q)
     int64_t fq_wq_oldest_ready(const fq_wq *q)
     uint64_t fq_wq_ready(const fq_wq *q)
@@ -515,6 +520,7 @@ cdef class _Cursor:
 
 @cython.final
 @cython.freelist(64)
+@cython.no_gc            # as ConsumerRecord: untracked, so get_many does not feed the GC
 cdef class Delivery:
     cdef readonly Message message
     cdef readonly uint32_t attempt          # 1 on the first delivery
@@ -522,6 +528,7 @@ cdef class Delivery:
     cdef readonly double lease_deadline     # seconds on the queue's clock
     cdef object _queue                      # the queue facade (ack/nack/extend by receipt)
     cdef object _engine                     # a MemoryQueue to ack directly, or None
+    cdef readonly uint64_t _tag             # the engine's tag (a durable queue: log offset)
 
 
 @cython.final
@@ -539,9 +546,19 @@ cdef class MemoryQueue:
     cdef int64_t _now(self) except? -1
     cdef inline double _sec(self, int64_t ns)
     cdef int _nomem(self) except -1
-    cdef bint _offer(self, Message m, int64_t delay, int64_t now) except -1
+    cdef bint _offer(self, Message m, int64_t delay, int64_t now, uint64_t tag=*,
+                     uint32_t deliveries=*, bint force=*) except -1
     cdef Delivery _delivery(self, fq_wq_grant *g)
     cdef int _receipt_error(self, object receipt) except -1
     cdef uint64_t _as_receipt(self, object receipt) except? 0
     cdef int _ack(self, object receipt) except -1
-    cdef int _ack_u64(self, uint64_t r, int64_t now=*) except -1
+    cdef int _ack_u64(self, uint64_t r, int64_t now=*, uint64_t *tag=*) except -1
+
+
+@cython.final
+@cython.freelist(64)
+@cython.no_gc            # a leaf: it cannot start a cycle, and tracking it made polls 3x slower
+cdef class ConsumerRecord:
+    cdef readonly int partition
+    cdef readonly uint64_t offset
+    cdef readonly Message message

@@ -646,3 +646,65 @@ cdef Message _decode(object data, tuple codecs, object source, object position):
             c.fail(f"payload does not decode with codec {codec.name!r}: {exc}")
     m._ready = True
     return m
+
+
+# ---- topic records -----------------------------------------------------------------------
+
+@cython.no_gc
+cdef class ConsumerRecord:
+    """One record a topic consumer polled: ``message`` at ``offset`` of ``partition``."""
+
+    def __init__(self, partition, offset, message):
+        if not isinstance(message, Message):
+            raise TypeError(f"message must be a fastq.Message, got {type(message).__name__}")
+        self.partition = partition
+        self.offset = offset
+        self.message = message
+
+    @property
+    def key(self):
+        return self.message.key
+
+    @property
+    def payload(self):
+        return self.message.payload
+
+    def __eq__(self, other):
+        if type(other) is not ConsumerRecord:
+            return NotImplemented
+        cdef ConsumerRecord o = <ConsumerRecord>other
+        return self.partition == o.partition and self.offset == o.offset and self.message == o.message
+
+    def __hash__(self):
+        return hash((self.partition, self.offset))
+
+    def __repr__(self):
+        return f"ConsumerRecord(partition={self.partition}, offset={self.offset}, message={self.message!r})"
+
+
+def consumer_records(int partition, uint64_t first_offset, list messages):
+    """[ConsumerRecord(partition, first_offset + i, m) for i, m in enumerate(messages)], in C."""
+    cdef Py_ssize_t i, n = len(messages)
+    cdef ConsumerRecord r
+    cdef list out = [None] * n
+    for i in range(n):
+        r = ConsumerRecord.__new__(ConsumerRecord)
+        r.partition = partition
+        r.offset = first_offset + <uint64_t>i
+        r.message = <Message?>messages[i]
+        out[i] = r
+    return out
+
+
+def make_messages(items):
+    """Messages for ``items`` (each a Message, kept, or a payload for a Message with default
+    fields, made here with one clock read) and the list of their keys."""
+    cdef int64_t wall = fq_wall_ns()
+    cdef list msgs = []
+    cdef list keys = []
+    cdef Message m
+    for item in items:
+        m = <Message>item if type(item) is Message else _message_of(item, wall)
+        msgs.append(m)
+        keys.append(m.key)
+    return msgs, keys

@@ -45,6 +45,7 @@ cdef int64_t _payload_bytes(Message m) except -1:
     return len(_codecs_mod().JSON.encode(p))
 
 
+@cython.no_gc
 cdef class Delivery:
     """One hand-out of a message: settle it with :meth:`ack`, :meth:`nack` or keep it with
     :meth:`extend` before ``lease_deadline`` (seconds on the queue's clock). ``attempt`` is 1
@@ -178,14 +179,26 @@ cdef class MemoryQueue:
         cdef int64_t d = 0 if delay == 0.0 else _seconds_ns(delay, "delay", True)
         return self._offer(message, d, self._now())
 
-    cdef bint _offer(self, Message m, int64_t delay, int64_t now) except -1:
+    cdef bint _offer(self, Message m, int64_t delay, int64_t now, uint64_t tag=0,
+                     uint32_t deliveries=0, bint force=False) except -1:
         cdef int64_t nbytes = _payload_bytes(m) if self._count_bytes else 0
         cdef int rc
+        cdef uint64_t saved_max = 0
+        cdef int64_t saved_bytes = 0
         Py_INCREF(m)
         fq_pylock_acquire(&self._lock)
         rc = fq_wq_advance(&self._q, now)
         if rc == FQ_WQ_OK:
-            rc = fq_wq_put(&self._q, <void *>m, m._prio, delay, nbytes, m._deadline)
+            if force:                       # restoring a durable queue: room is not a question
+                saved_max = self._q.maxsize
+                saved_bytes = self._q.max_bytes
+                self._q.maxsize = <uint64_t>-1
+                self._q.max_bytes = INT64_MAX
+            rc = fq_wq_put(&self._q, <void *>m, m._prio, delay, nbytes, m._deadline, tag,
+                           deliveries)
+            if force:
+                self._q.maxsize = saved_max
+                self._q.max_bytes = saved_bytes
         fq_pylock_release(&self._lock)
         if rc == FQ_WQ_OK:
             return True
@@ -193,6 +206,26 @@ cdef class MemoryQueue:
         if rc == FQ_WQ_FULL:
             return False
         return self._nomem()
+
+    def offer_tagged(self, Message message not None, delay, uint64_t tag):
+        """offer() for a durable queue: ``tag`` (the put record's offset) comes back with the
+        delivery (Delivery._tag), ack_tag, nack_tag and take_dead."""
+        cdef int64_t d = 0 if delay == 0.0 else _seconds_ns(delay, "delay", True)
+        return self._offer(message, d, self._now(), tag)
+
+    def restore(self, Message message not None, delay, uint64_t tag, uint32_t deliveries):
+        """Put back a message a durable queue recovered, with its attempt count, ignoring the
+        capacity limits (it was admitted before the restart)."""
+        cdef int64_t d = 0 if delay <= 0 else _seconds_ns(delay, "delay", True)
+        self._offer(message, d, self._now(), tag, deliveries, True)
+
+    def min_tag(self):
+        """The smallest tag held, or None when the queue holds nothing."""
+        cdef uint64_t t
+        fq_pylock_acquire(&self._lock)
+        t = fq_wq_min_tag(&self._q)
+        fq_pylock_release(&self._lock)
+        return None if t == <uint64_t>-1 else t
 
     def offer_payload(self, item, delay=0.0):
         """Store ``item`` (a Message, or a payload for a Message with default fields) if there
@@ -255,6 +288,7 @@ cdef class MemoryQueue:
         d.attempt = g.attempt
         d.receipt = g.receipt
         d.lease_deadline = g.lease_deadline * 1e-9
+        d._tag = g.tag
         d._queue = self._owner if self._owner is not None else self
         d._engine = self if self._owner is None or self.direct_ack else None
         return d
@@ -305,16 +339,19 @@ cdef class MemoryQueue:
     cdef int _ack(self, object receipt) except -1:
         return self._ack_u64(self._as_receipt(receipt))
 
-    cdef int _ack_u64(self, uint64_t r, int64_t now=INT64_MIN) except -1:
+    cdef int _ack_u64(self, uint64_t r, int64_t now=INT64_MIN, uint64_t *tag=NULL) except -1:
         cdef void *msg = NULL
         cdef void *err = NULL
+        cdef uint64_t t
         cdef int rc
         if now == INT64_MIN:
             now = self._now()
         fq_pylock_acquire(&self._lock)
         rc = fq_wq_advance(&self._q, now)
         if rc == FQ_WQ_OK:
-            rc = fq_wq_ack(&self._q, r, &msg, &err)
+            rc = fq_wq_ack(&self._q, r, &msg, &err, &t)
+            if tag != NULL:
+                tag[0] = t
         fq_pylock_release(&self._lock)
         if rc == FQ_WQ_OK:
             Py_DECREF(<object>msg)
@@ -329,6 +366,12 @@ cdef class MemoryQueue:
     def ack(self, receipt):
         """Settle a delivery as done. InvalidReceipt if the receipt is stale."""
         self._ack(receipt)
+
+    def ack_tag(self, receipt):
+        """ack(), returning the message's tag."""
+        cdef uint64_t t = 0
+        self._ack_u64(self._as_receipt(receipt), INT64_MIN, &t)
+        return t
 
     def ack_many(self, receipts):
         """Ack each receipt (or Delivery); every valid one is acked even when some are stale
@@ -351,7 +394,12 @@ cdef class MemoryQueue:
 
     def nack(self, receipt, delay=None, error=None):
         """A failed attempt (see Delivery.nack). Returns True if the message was dead-lettered."""
+        return self.nack_tag(receipt, delay, error)[0]
+
+    def nack_tag(self, receipt, delay=None, error=None):
+        """nack(), returning (dead-lettered?, the message's tag)."""
         cdef void *old = NULL
+        cdef uint64_t tag = 0
         cdef uint64_t r = self._as_receipt(receipt)
         cdef int64_t d = 0 if delay is None else _seconds_ns(delay, "delay", True)
         cdef int64_t now = self._now()
@@ -365,14 +413,14 @@ cdef class MemoryQueue:
         rc = fq_wq_advance(&self._q, now)
         dead0 = self._q.dead_total
         if rc == FQ_WQ_OK:
-            rc = fq_wq_nack(&self._q, r, d, <void *>err if err is not None else NULL, &old)
+            rc = fq_wq_nack(&self._q, r, d, <void *>err if err is not None else NULL, &old, &tag)
         dead = self._q.dead_total != dead0
         fq_pylock_release(&self._lock)
         if rc == FQ_WQ_OK:
             Py_XDECREF(<PyObject *>old)
             if dead and self.room_waiters:
                 self.on_room()
-            return dead
+            return dead, tag
         if err is not None:
             Py_DECREF(err)
         if rc == FQ_WQ_STALE:
@@ -432,30 +480,38 @@ cdef class MemoryQueue:
             d = &items[i]
             out.append((
                 fq_steal(d.msg), _DEAD_REASONS[d.reason], d.deliveries,
-                d.first_delivery * 1e-9 if d.deliveries else None,
-                d.last_delivery * 1e-9 if d.deliveries else None,
+                d.first_delivery * 1e-9 if d.deliveries and d.first_delivery != INT64_MIN else None,
+                d.last_delivery * 1e-9 if d.deliveries and d.last_delivery != INT64_MIN else None,
                 d.put_at * 1e-9,
                 fq_steal(d.err) if d.err != NULL else None,
+                d.tag,
             ))
         free(items)
         return out
 
     def purge(self):
         """Drop every ready message (not delayed, not in flight); returns how many."""
+        return len(self.purge_tags())
+
+    def purge_tags(self):
+        """purge(), returning the dropped messages' tags."""
         cdef void *msg
         cdef void *err
+        cdef uint64_t tag
         cdef list dropped = []
+        cdef list tags = []
         cdef int64_t now = self._now()
         fq_pylock_acquire(&self._lock)
         fq_wq_advance(&self._q, now)
-        while fq_wq_pop_ready(&self._q, &msg, &err) == FQ_WQ_OK:
+        while fq_wq_pop_ready(&self._q, &msg, &err, &tag) == FQ_WQ_OK:
             dropped.append(fq_steal(msg))
+            tags.append(tag)
             if err != NULL:
                 Py_DECREF(<object>err)
         fq_pylock_release(&self._lock)
         if dropped and self.room_waiters:
             self.on_room()
-        return len(dropped)
+        return tags
 
     def now(self):
         """The queue clock's now, in seconds."""

@@ -660,8 +660,8 @@ def test_bad_arguments() -> None:
             q_(max_deliveries=md)
     with pytest.raises(TypeError):
         q_(max_deliveries=1.5)
-    with pytest.raises(NotImplementedError):
-        Queue("q", path="/tmp/x")
+    with pytest.raises(ValueError, match="sync"):
+        Queue("q", sync="always")  # sync without a path
     q = q_()
     for bad in (-1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="delay"):

@@ -42,12 +42,15 @@ typedef struct {
     void *err;                      /* the last failure's description (caller's reference) */
     int64_t ready_at;               /* when it became (DELAYED: becomes) visible */
     int64_t lease_deadline;         /* INFLIGHT: when the lease runs out */
-    int64_t first_delivery, last_delivery;   /* valid once deliveries > 0 */
+    int64_t first_delivery, last_delivery;   /* valid once deliveries > 0; INT64_MIN:
+                                                unknown (restored from a durable log) */
     int64_t put_at;                 /* when it was put (for ages) */
     int64_t deadline_wall;          /* the message's own deadline, unix ns; NO_DEADLINE = none */
     int64_t bytes;                  /* payload bytes counted against max_bytes */
     uint64_t gen;                   /* INFLIGHT: the hand-out number in the receipt */
     uint64_t order;                 /* heap tie-break: put sequence (DELAYED) or gen (INFLIGHT) */
+    uint64_t tag;                   /* the caller's name for the message (a durable queue: the
+                                       log offset of its put record) */
     uint32_t next;                  /* READY: next in its class list; FREE: next free slot */
     uint32_t heap_pos;              /* DELAYED / INFLIGHT: index in that heap */
     uint32_t deliveries;            /* hand-outs so far */
@@ -58,6 +61,7 @@ typedef struct { uint32_t *a; uint32_t n, cap; } fq_wq_heap;
 
 typedef struct {                    /* one message leaving for the dead-letter queue */
     void *msg, *err;
+    uint64_t tag;
     int64_t first_delivery, last_delivery, put_at;
     uint32_t deliveries;
     int reason;
@@ -65,7 +69,7 @@ typedef struct {                    /* one message leaving for the dead-letter q
 
 typedef struct {                    /* one hand-out, for the caller to wrap */
     void *msg;
-    uint64_t receipt;
+    uint64_t receipt, tag;
     int64_t lease_deadline;
     uint32_t attempt;
 } fq_wq_grant;
@@ -198,7 +202,7 @@ static int fq_wq_dead_push(fq_wq *q, uint32_t s, int reason) {
         q->dead = d; q->cap_dead = cap;
     }
     fq_wq_dead *d = &q->dead[q->n_dead++];
-    d->msg = x->msg; d->err = x->err;
+    d->msg = x->msg; d->err = x->err; d->tag = x->tag;
     d->first_delivery = x->first_delivery; d->last_delivery = x->last_delivery;
     d->put_at = x->put_at; d->deliveries = x->deliveries; d->reason = reason;
     return FQ_WQ_OK;
@@ -273,7 +277,7 @@ static inline int fq_wq_has_room(const fq_wq *q, int64_t bytes) {
 
 /* Store msg (one reference, taken over on FQ_WQ_OK). */
 static int fq_wq_put(fq_wq *q, void *msg, int prio, int64_t delay, int64_t bytes,
-                     int64_t deadline_wall) {
+                     int64_t deadline_wall, uint64_t tag, uint32_t deliveries) {
     uint32_t s;
     if (!fq_wq_has_room(q, bytes)) return FQ_WQ_FULL;
     if (q->free_head != FQ_WQ_NIL) {
@@ -292,10 +296,12 @@ static int fq_wq_put(fq_wq *q, void *msg, int prio, int64_t delay, int64_t bytes
     fq_wq_entry *x = &q->e[s];
     x->msg = msg; x->err = NULL;
     x->put_at = q->now;
-    x->first_delivery = x->last_delivery = 0;
+    /* a restored message (deliveries > 0) had its delivery times in a previous process */
+    x->first_delivery = x->last_delivery = deliveries ? INT64_MIN : 0;
     x->deadline_wall = deadline_wall;
     x->bytes = bytes;
-    x->deliveries = 0;
+    x->deliveries = deliveries;           /* > 0 only when a durable queue restores it */
+    x->tag = tag;
     x->prio = (uint8_t)prio;
     q->held++;
     q->bytes += bytes;
@@ -359,7 +365,7 @@ static int fq_wq_take(fq_wq *q, fq_wq_grant *g) {
         x->gen = q->next_gen;
         q->next_gen = (q->next_gen + 1) & FQ_WQ_GEN_MASK;
         x->order = x->gen;
-        if (x->deliveries++ == 0) x->first_delivery = q->now;
+        if (x->deliveries++ == 0 || x->first_delivery == INT64_MIN) x->first_delivery = q->now;
         x->last_delivery = q->now;
         x->lease_deadline = q->now + q->vt;
         if (fq_wq_heap_push(q, &q->leases, s)) {
@@ -369,6 +375,7 @@ static int fq_wq_take(fq_wq *q, fq_wq_grant *g) {
         }
         g->msg = x->msg;
         g->receipt = ((uint64_t)s << FQ_WQ_GEN_BITS) | x->gen;
+        g->tag = x->tag;
         g->lease_deadline = x->lease_deadline;
         g->attempt = x->deliveries;
         return FQ_WQ_OK;
@@ -385,11 +392,11 @@ static inline uint32_t fq_wq_lookup(const fq_wq *q, uint64_t receipt) {
 }
 
 /* Ack: the message is done. *msg and *err get the references to release. */
-static int fq_wq_ack(fq_wq *q, uint64_t receipt, void **msg, void **err) {
+static int fq_wq_ack(fq_wq *q, uint64_t receipt, void **msg, void **err, uint64_t *tag) {
     uint32_t s = fq_wq_lookup(q, receipt);
     if (s == FQ_WQ_NIL) return FQ_WQ_STALE;
     fq_wq_heap_remove(q, &q->leases, s);
-    *msg = q->e[s].msg; *err = q->e[s].err;
+    *msg = q->e[s].msg; *err = q->e[s].err; *tag = q->e[s].tag;
     q->acked_total++;
     fq_wq_release(q, s);
     return FQ_WQ_OK;
@@ -398,10 +405,12 @@ static int fq_wq_ack(fq_wq *q, uint64_t receipt, void **msg, void **err) {
 /* Nack: a failed attempt; visible again after delay, or dead-lettered at the limit.
  * err (a reference the queue takes over; may be NULL) replaces the last error; *old_err gets
  * the reference to release. */
-static int fq_wq_nack(fq_wq *q, uint64_t receipt, int64_t delay, void *err, void **old_err) {
+static int fq_wq_nack(fq_wq *q, uint64_t receipt, int64_t delay, void *err, void **old_err,
+                      uint64_t *tag) {
     uint32_t s = fq_wq_lookup(q, receipt);
     if (s == FQ_WQ_NIL) return FQ_WQ_STALE;
     fq_wq_entry *x = &q->e[s];
+    *tag = x->tag;
     *old_err = NULL;
     if (err) { *old_err = x->err; x->err = err; }
     fq_wq_heap_remove(q, &q->leases, s);
@@ -440,18 +449,27 @@ static inline int64_t fq_wq_oldest_ready(const fq_wq *q) {
 }
 
 /* Take the oldest ready message of the most urgent class out (purge). FQ_WQ_EMPTY if none. */
-static int fq_wq_pop_ready(fq_wq *q, void **msg, void **err) {
+static int fq_wq_pop_ready(fq_wq *q, void **msg, void **err, uint64_t *tag) {
     for (int c = 0; c < FQ_WQ_CLASSES; c++) {
         uint32_t s = q->head[c];
         if (s == FQ_WQ_NIL) continue;
         q->head[c] = q->e[s].next;
         if (q->head[c] == FQ_WQ_NIL) q->tail[c] = FQ_WQ_NIL;
         q->n_ready[c]--;
-        *msg = q->e[s].msg; *err = q->e[s].err;
+        *msg = q->e[s].msg; *err = q->e[s].err; *tag = q->e[s].tag;
         fq_wq_release(q, s);
         return FQ_WQ_OK;
     }
     return FQ_WQ_EMPTY;
+}
+
+/* The smallest tag held (ready, delayed or in flight), or UINT64_MAX: what a durable queue
+ * must keep of its log. O(slots). */
+static inline uint64_t fq_wq_min_tag(const fq_wq *q) {
+    uint64_t t = UINT64_MAX;
+    for (uint32_t s = 0; s < q->hw; s++)
+        if (q->e[s].state != FQ_WQ_FREE && q->e[s].tag < t) t = q->e[s].tag;
+    return t;
 }
 
 static inline uint64_t fq_wq_ready(const fq_wq *q) {

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import struct
 import threading
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .._core import Message
+from .._core import Message, SegmentLog
+from ..errors import CorruptLogError
 from ..stats import DeadLetterStatistics
 
 __all__ = ("DeadLetter", "DeadLetterQueue")
@@ -35,11 +38,24 @@ class DeadLetter:
     """The last failure's description, when a consumer gave one (``nack(error=...)``)."""
 
 
+_CONTEXT_LEN = struct.Struct("<I")
+_POPPED = "popped"  # the log's consumer position: entries before it were popped or dropped
+
+
 class DeadLetterQueue:
     """Holds :class:`DeadLetter` entries in arrival order. ``maxsize`` (None: unbounded) keeps
-    memory bounded by dropping the oldest entries first (counted). Thread-safe."""
+    memory bounded by dropping the oldest entries first (counted). ``path``: a directory for a
+    durable dead-letter queue (a :class:`~fastq.SegmentLog`; each entry is one record: the
+    failure context as JSON, then the message envelope). Thread-safe."""
 
-    def __init__(self, name: str, *, maxsize: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        maxsize: int | None = None,
+        path: str | None = None,
+        sync: str = "none",
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         if maxsize is not None:
@@ -53,16 +69,64 @@ class DeadLetterQueue:
         self._lock = threading.Lock()
         self._added = 0
         self._dropped = 0
+        self._log: SegmentLog | None = None
+        self._offsets: deque[int] = deque()  # log offset of each held entry (durable only)
+        if path is not None:
+            self._log = SegmentLog(path, sync=sync)
+            self._load()
+
+    def _load(self) -> None:
+        assert self._log is not None
+        start = self._log.committed(_POPPED) or 0
+        for rec in self._log.iter(max(start, self._log.start_offset)):
+            value = rec.value_view
+            source = f"{self._log.directory} (record {rec.offset})"
+            try:
+                (n,) = _CONTEXT_LEN.unpack_from(value)
+                ctx = json.loads(bytes(value[4 : 4 + n]))
+                msg = Message.decode(value[4 + n :], source=source, position=4 + n)
+                entry = DeadLetter(message=msg, **ctx)
+            except CorruptLogError:
+                raise
+            except Exception as exc:
+                raise CorruptLogError(source, 0, f"dead-letter context: {exc}") from None
+            self._entries.append(entry)
+            self._offsets.append(rec.offset)
+
+    def _encode(self, entry: DeadLetter) -> bytes:
+        ctx = {
+            "reason": entry.reason,
+            "queue": entry.queue,
+            "attempts": entry.attempts,
+            "first_delivery": entry.first_delivery,
+            "last_delivery": entry.last_delivery,
+            "dead_lettered_at": entry.dead_lettered_at,
+            "last_error": entry.last_error,
+        }
+        raw = json.dumps(ctx, separators=(",", ":")).encode()
+        return _CONTEXT_LEN.pack(len(raw)) + raw + entry.message.encode()
+
+    def _forget_through(self, n: int) -> None:
+        """The oldest n held entries are gone: move the durable position past them."""
+        if self._log is not None and n:
+            for _ in range(n - 1):
+                self._offsets.popleft()
+            position = self._offsets.popleft() + 1
+            self._log.commit(_POPPED, position)
+            self._log.truncate_before(position)  # whole segments only: cheap
 
     def add(self, entry: DeadLetter) -> None:
         """Store one entry (queues call this)."""
         if not isinstance(entry, DeadLetter):
             raise TypeError(f"entry must be a DeadLetter, got {type(entry).__name__}")
         with self._lock:
+            if self._log is not None:
+                self._offsets.append(self._log.append(self._encode(entry), key=b"L"))
             self._entries.append(entry)
             self._added += 1
             if self.maxsize is not None and len(self._entries) > self.maxsize:
                 self._entries.popleft()
+                self._forget_through(1)
                 self._dropped += 1
 
     def list(self, limit: int | None = None) -> list[DeadLetter]:
@@ -80,14 +144,28 @@ class DeadLetterQueue:
     def pop(self) -> DeadLetter | None:
         """Remove and return the oldest entry (None if empty)."""
         with self._lock:
-            return self._entries.popleft() if self._entries else None
+            if not self._entries:
+                return None
+            self._forget_through(1)
+            return self._entries.popleft()
 
     def purge(self) -> int:
         """Drop every entry; returns how many."""
         with self._lock:
             n = len(self._entries)
+            self._forget_through(n)
             self._entries.clear()
             return n
+
+    def flush(self) -> None:
+        """Durable: make every entry added so far survive a power loss now."""
+        if self._log is not None:
+            self._log.flush()
+
+    def close(self) -> None:
+        """Durable: close the log (entries stay on disk for the next open)."""
+        if self._log is not None and not self._log.closed:
+            self._log.close()
 
     def statistics(self) -> DeadLetterStatistics:
         with self._lock:

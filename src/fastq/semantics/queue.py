@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
+import shutil
 import threading
 import time
 from collections import deque
@@ -13,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from .._core import DedupWindow, Delivery, Message
+from ..backends.log import LogEngine
 from ..backends.memory import MemoryEngine
 from ..errors import Closed, Empty, Full
 from ..stats import QueueStatistics
@@ -94,14 +97,11 @@ class Queue:
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         if not name or "/" in name or "\\" in name or name in (".", ".."):
             raise ValueError(f"name must be a non-empty file-name-safe str, got {name!r}")
-        if path is not None:
-            raise NotImplementedError("durable queues (path=) are not available yet")
-        if sync != "none":
-            raise ValueError(
-                f"sync applies to durable queues; in memory it must be 'none', got {sync!r}"
-            )
+        if sync != "none" and path is None:
+            raise ValueError(f"sync applies to durable queues (path=); got {sync!r} without a path")
         self.name = name
-        self._engine = MemoryEngine(
+        self.path = None if path is None else os.path.join(os.fspath(path), name)
+        options: dict[str, Any] = dict(
             maxsize=maxsize,
             max_bytes=max_bytes,
             visibility_timeout=visibility_timeout,
@@ -110,15 +110,26 @@ class Queue:
             clock=clock,
             owner=self,
         )
-        self._engine.direct_ack = True
+        self._log_engine: LogEngine | None = None
+        if self.path is None:
+            self._engine: Any = MemoryEngine(**options)
+            self._engine.direct_ack = True
+        else:
+            self._log_engine = LogEngine(self.path, sync=sync, **options)
+            self._engine = self._log_engine
         self._engine.on_room = self._wake
         self.maxsize = maxsize
         self.max_bytes = max_bytes
         self.visibility_timeout = float(visibility_timeout)
         self.max_deliveries = max_deliveries
         self._clock = clock
+        self._own_dlq = dead_letter == "auto"
         if dead_letter == "auto":
-            self.dead_letter: DeadLetterQueue | None = DeadLetterQueue(f"{name}.dlq")
+            self.dead_letter: DeadLetterQueue | None = DeadLetterQueue(
+                f"{name}.dlq",
+                path=None if path is None else os.path.join(os.fspath(path), f"{name}.dlq"),
+                sync=sync,
+            )
         elif dead_letter is None or isinstance(dead_letter, DeadLetterQueue):
             self.dead_letter = dead_letter
         else:
@@ -138,6 +149,11 @@ class Queue:
                 raise ValueError(f"dedup_window must be > 0 seconds, got {dedup_window!r}")
             self._dedup = DedupWindow(ttl, max_keys=1_000_000, exact=True, clock=clock)
             self._dedup_ttl = ttl
+        self._waiting = 0
+        if self._log_engine is not None:
+            self._log_engine.recover(want_keys=self._dedup is not None)
+            self._rebuild_dedup()
+            self._flush_dead()
         self._cond = threading.Condition(threading.Lock())
         self._waiting = 0  # sync + async waiters (getters and putters)
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
@@ -169,7 +185,7 @@ class Queue:
         the dedup window drops it). Blocks while full (``block=False``: raise ``Full`` at once;
         ``timeout``: raise ``Full`` after that long)."""
         if not fields and self._dedup is None and not self._closed:
-            mid = self._engine.offer_payload(message, delay)  # the fast path, all in C
+            mid: str | None = self._engine.offer_payload(message, delay)  # all in C
             if mid is not None:
                 if self._waiting:
                     self._wake()
@@ -277,7 +293,7 @@ class Queue:
         """The next message as a leased :class:`~fastq.Delivery`. Waits up to ``timeout``
         seconds (None: forever; 0: not at all), then raises :class:`~fastq.Empty`; raises
         :class:`~fastq.Closed` once the queue is closed and holds nothing more."""
-        d = self._engine.poll()
+        d: Delivery | None = self._engine.poll()
         if self._engine.dead_pending:
             self._flush_dead()
         if d is not None:
@@ -290,7 +306,7 @@ class Queue:
             raise TypeError(f"max_messages must be an int, got {type(max_messages).__name__}")
         if max_messages < 1:
             raise ValueError(f"max_messages must be >= 1, got {max_messages!r}")
-        ds = self._engine.poll_many(max_messages)
+        ds: list[Delivery] = self._engine.poll_many(max_messages)
         if self._engine.dead_pending:
             self._flush_dead()
         if ds:
@@ -424,9 +440,17 @@ class Queue:
         """Messages held: ready + delayed + in flight."""
         return len(self._engine)
 
-    def close(self) -> None:
+    def close(self, *, drain: bool = True) -> None:
         """Refuse new puts. Consumers go on draining: ``get`` raises :class:`~fastq.Closed`
-        once nothing is ready, delayed or in flight (a lease that runs out still redelivers)."""
+        once nothing is ready, delayed or in flight (a lease that runs out still redelivers).
+        A durable queue closes its log once drained. ``drain=False`` stops at once: in-flight
+        receipts go stale; a durable queue keeps what it holds on disk for the next open, an
+        in-memory one drops it."""
+        if not drain:
+            self._closed = True
+            self._shut()
+            self._wake()
+            return
         if not self._closed:
             self._closed = True
             # from now on every ack may be the one that drains the queue: have the engine
@@ -434,11 +458,27 @@ class Queue:
             self._engine.room_waiters += 1
         self._wake()
 
-    def delete(self) -> None:
-        """Close the queue and drop everything it holds."""
-        self._closed = True
-        self._engine.purge()
+    def _shut(self) -> None:
+        """Stop the engine: every receipt goes stale, the durable log is closed."""
+        if self._log_engine is not None:
+            self._log_engine.close()
+            if self._own_dlq and self.dead_letter is not None:
+                self.dead_letter.close()
+        old = self._engine
         self._engine = MemoryEngine(maxsize=1, clock=self._clock, owner=self)
+        self._engine.direct_ack = True
+        if self._log_engine is None:
+            old.purge()
+
+    def delete(self) -> None:
+        """Close the queue and drop everything it holds (a durable queue: its directory and
+        its automatic dead-letter queue's)."""
+        self._closed = True
+        self._shut()
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            if self._own_dlq:
+                shutil.rmtree(f"{self.path}.dlq", ignore_errors=True)
         self._wake()
 
     @property
@@ -449,7 +489,7 @@ class Queue:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.close(drain=False)
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r}, held={len(self)}, closed={self._closed})"
@@ -458,6 +498,8 @@ class Queue:
 
     def _check_drained(self) -> None:
         if self._closed and len(self._engine) == 0:
+            if self._log_engine is not None and not self._log_engine.closed:
+                self._shut()  # drained: the durable log has nothing left to keep
             raise Closed(f"queue {self.name!r} is closed and drained")
 
     def _deadline(self, timeout: float | None) -> float | None:
@@ -527,7 +569,7 @@ class Queue:
         if self.dead_letter is not None:
             offset = time.time() - self._engine.now()  # queue clock -> unix seconds
             now = time.time()
-            for msg, reason, attempts, first, last, _put_at, err in dead:
+            for msg, reason, attempts, first, last, _put_at, err, _tag in dead:
                 self.dead_letter.add(
                     DeadLetter(
                         message=msg,
@@ -540,8 +582,25 @@ class Queue:
                         last_error=err,
                     )
                 )
+        if self._log_engine is not None:
+            # at-least-once into the dead-letter queue: its entries are written (and, in
+            # sync="always", synced) before this log forgets the messages
+            self._log_engine.confirm_dead([d[7] for d in dead])
         if self._waiting:
             self._wake()
+
+    def _rebuild_dedup(self) -> None:
+        """A durable queue reopened: keys put within the window are taken again (for a whole
+        window from now: conservative, a duplicate is refused a little longer, never let in)."""
+        if self._dedup is None or self._log_engine is None:
+            return
+        horizon = time.time_ns() - int(self._dedup_ttl * 1e9)
+        now = self._engine.now()
+        for put_ns, key, mid in self._log_engine.recovered_keys:
+            if put_ns >= horizon and not self._dedup.seen(key):
+                self._dedup_ids[key] = mid
+                self._dedup_order.append((now + self._dedup_ttl, key))
+        self._log_engine.recovered_keys.clear()
 
     def _dedup_claim(self, msg: Message) -> str | None:
         """None if ``msg`` is new (its key is now taken), else the first message's id."""
