@@ -439,6 +439,9 @@ cdef class SegmentLog:
     cdef int _fail_errno
     cdef object __weakref__
 
+    cdef uint64_t _append_raw(self, const char *kp, Py_ssize_t kl, const char *vp, Py_ssize_t vl,
+                              int64_t ts) except? 0xFFFFFFFFFFFFFFFF
+
     cdef int _check_write(self) except -1
     cdef int _check_open(self) except -1
     cdef uint64_t _visible_next(self)
@@ -542,6 +545,8 @@ cdef class MemoryQueue:
     cdef public object on_room              # called after room was freed, if room_waiters
     cdef public int room_waiters            # > 0 while puts wait for room
     cdef public bint direct_ack             # Delivery.ack may settle here without the facade
+    cdef SegmentLog _journal                # a durable queue's journal (backends/log.py), or None
+    cdef uint64_t _settled                  # settlements since the last retention pass
 
     cdef int64_t _now(self) except? -1
     cdef inline double _sec(self, int64_t ns)
@@ -553,6 +558,9 @@ cdef class MemoryQueue:
     cdef uint64_t _as_receipt(self, object receipt) except? 0
     cdef int _ack(self, object receipt) except -1
     cdef int _ack_u64(self, uint64_t r, int64_t now=*, uint64_t *tag=*) except -1
+    cdef uint64_t _j_put(self, Message m, int64_t delay) except? 0xFFFFFFFFFFFFFFFF
+    cdef int _j_tags(self, char op, uint64_t *tags, Py_ssize_t n) except -1
+    cdef int _j_deliver(self, fq_wq_grant *g) except -1
 
 
 @cython.final

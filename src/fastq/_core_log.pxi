@@ -881,6 +881,43 @@ cdef class SegmentLog:
             err, f"sync failed ({_os.strerror(err)}); nothing after the last successful sync is "
                  f"acknowledged and the log refuses writes until it is reopened", path) from exc
 
+    cdef uint64_t _append_raw(self, const char *kp, Py_ssize_t kl, const char *vp, Py_ssize_t vl,
+                              int64_t ts) except? 0xFFFFFFFFFFFFFFFF:
+        """Append one record from raw bytes (kl < 0: no key); returns its offset. In
+        sync="always" it returns once the record is durable. The native work queue journals
+        through here without building Python objects."""
+        cdef uint64_t size, off
+        cdef _Segment seg
+        if <uint64_t>vl + <uint64_t>(kl if kl > 0 else 0) > self._max_record:
+            raise ValueError(
+                f"record of {vl + (kl if kl > 0 else 0)} bytes (key + value) exceeds the "
+                f"maximum of {self._max_record} for segment_bytes={self._seg_bytes}")
+        size = fq_rec_size(kl if kl > 0 else 0, vl)
+        if self._forked:
+            _raise_forked()
+        with self._lock:
+            self._check_write()
+            seg = self._active
+            if size > seg.seg_bytes - seg.end_pos or not seg.writable:
+                self._roll(None)
+                seg = self._active
+            off = seg.next
+            if seg.end_pos + size > seg.populated:
+                _populate(seg, seg.end_pos + size)
+            fq_rec_write(seg.map + seg.end_pos, off, ts, kp,
+                         FQ_NO_KEY if kl < 0 else <uint32_t>kl, vp, <uint32_t>vl, FQ_REC_DATA)
+            if fq_index_note(&seg.ix, off, seg.end_pos, ts, 1):
+                raise MemoryError()
+            seg.end_pos += size
+            seg.next = off + 1
+            self._appends += 1
+            self._bytes_appended += size
+            if self._sync != _SYNC_ALWAYS:
+                self._publish()
+        if self._sync == _SYNC_ALWAYS:
+            self._await_durable(off + 1)
+        return off
+
     def append(self, value, *, key=None, timestamp=None):
         """Append one record; returns its offset."""
         cdef Py_buffer vb, kb
@@ -889,8 +926,7 @@ cdef class SegmentLog:
         cdef Py_ssize_t vl, kl = -1
         cdef bint vheld = False, kheld = False
         cdef int64_t ts
-        cdef uint64_t size, off
-        cdef _Segment seg
+        cdef uint64_t off
         if PyBytes_CheckExact(value):
             vp = PyBytes_AS_STRING(value)
             vl = PyBytes_GET_SIZE(value)
@@ -910,39 +946,12 @@ cdef class SegmentLog:
                     kp = <const char *>kb.buf
                     kl = kb.len
             ts = _ts_arg(timestamp, "timestamp")
-            if <uint64_t>vl + <uint64_t>(kl if kl > 0 else 0) > self._max_record:
-                raise ValueError(
-                    f"record of {vl + (kl if kl > 0 else 0)} bytes (key + value) exceeds the "
-                    f"maximum of {self._max_record} for segment_bytes={self._seg_bytes}")
-            size = fq_rec_size(kl if kl > 0 else 0, vl)
-            if self._forked:
-                _raise_forked()
-            with self._lock:
-                self._check_write()
-                seg = self._active
-                if size > seg.seg_bytes - seg.end_pos or not seg.writable:
-                    self._roll(None)
-                    seg = self._active
-                off = seg.next
-                if seg.end_pos + size > seg.populated:
-                    _populate(seg, seg.end_pos + size)
-                fq_rec_write(seg.map + seg.end_pos, off, ts, kp,
-                             FQ_NO_KEY if kl < 0 else <uint32_t>kl, vp, <uint32_t>vl, FQ_REC_DATA)
-                if fq_index_note(&seg.ix, off, seg.end_pos, ts, 1):
-                    raise MemoryError()
-                seg.end_pos += size
-                seg.next = off + 1
-                self._appends += 1
-                self._bytes_appended += size
-                if self._sync != _SYNC_ALWAYS:
-                    self._publish()
+            off = self._append_raw(kp, kl, vp, vl, ts)
         finally:
             if vheld:
                 PyBuffer_Release(&vb)
             if kheld:
                 PyBuffer_Release(&kb)
-        if self._sync == _SYNC_ALWAYS:
-            self._await_durable(off + 1)
         return off
 
     def append_many(self, values, *, keys=None, timestamps=None):

@@ -696,6 +696,11 @@ def consumer_records(int partition, uint64_t first_offset, list messages):
     return out
 
 
+def new_message(payload):
+    """Message(payload) with every other field at its default, without argument parsing."""
+    return _message_of(payload)
+
+
 def make_messages(items):
     """Messages for ``items`` (each a Message, kept, or a payload for a Message with default
     fields, made here with one clock read) and the list of their keys."""

@@ -12,9 +12,20 @@ from libc.stdlib cimport free, malloc
 
 import os as _os_q
 
+import struct as _struct_q
+
 from fastq.errors import InvalidReceipt as _InvalidReceipt
 
+cdef object _NACK_HEAD = _struct_q.Struct("<Qq")
+
 cdef tuple _DEAD_REASONS = (None, "max_deliveries", "expired", "rejected")
+DEF RETAIN_EVERY = 4096                    # journal settlements between retention passes
+
+
+cdef inline void _le64(unsigned char *p, uint64_t v) noexcept:
+    cdef int i
+    for i in range(8):
+        p[i] = <unsigned char>(v >> (8 * i))
 
 
 cdef int64_t _seconds_ns(object value, str name, bint allow_zero) except? -1:
@@ -185,6 +196,11 @@ cdef class MemoryQueue:
         cdef int rc
         cdef uint64_t saved_max = 0
         cdef int64_t saved_bytes = 0
+        cdef bint journalled = self._journal is not None and not force
+        if journalled:
+            if not fq_wq_has_room(&self._q, nbytes):
+                return False
+            tag = self._j_put(m, delay)           # the put is durable (per sync) before it counts
         Py_INCREF(m)
         fq_pylock_acquire(&self._lock)
         rc = fq_wq_advance(&self._q, now)
@@ -203,9 +219,62 @@ cdef class MemoryQueue:
         if rc == FQ_WQ_OK:
             return True
         Py_DECREF(m)
+        if journalled:                             # lost the race for the last room: void it
+            self._j_tags(b"A", &tag, 1)
         if rc == FQ_WQ_FULL:
             return False
         return self._nomem()
+
+    # ---- the journal of a durable queue (record layouts: fastq/backends/log.py) ------------
+
+    def attach_journal(self, SegmentLog log not None):
+        """Journal every change to ``log`` from now on (a durable queue, after recovery)."""
+        self._journal = log
+        self.direct_ack = True
+
+    cdef uint64_t _j_put(self, Message m, int64_t delay) except? 0xFFFFFFFFFFFFFFFF:
+        cdef unsigned char key[9]
+        cdef bytes env = _encode(m, None)
+        key[0] = b"P"
+        if delay > 0:
+            _le64(key + 1, <uint64_t>(fq_wall_ns() + delay))
+        return self._journal._append_raw(<const char *>key, 9 if delay > 0 else 1,
+                                         PyBytes_AS_STRING(env), len(env), m.timestamp)
+
+    cdef int _j_tags(self, char op, uint64_t *tags, Py_ssize_t n) except -1:
+        cdef char key = op
+        cdef bytes value = PyBytes_FromStringAndSize(NULL, 8 * n)
+        cdef unsigned char *p = <unsigned char *>PyBytes_AS_STRING(value)
+        cdef Py_ssize_t i
+        for i in range(n):
+            _le64(p + 8 * i, tags[i])
+        self._journal._append_raw(&key, 1, <const char *>p, 8 * n, fq_wall_ns())
+        self._settled += <uint64_t>n
+        if self._settled >= RETAIN_EVERY:
+            self.retain()
+        return 0
+
+    cdef int _j_deliver(self, fq_wq_grant *g) except -1:
+        cdef unsigned char value[12]
+        cdef char key = b"D"
+        _le64(value, g.tag)
+        value[8] = <unsigned char>g.attempt
+        value[9] = <unsigned char>(g.attempt >> 8)
+        value[10] = <unsigned char>(g.attempt >> 16)
+        value[11] = <unsigned char>(g.attempt >> 24)
+        self._journal._append_raw(&key, 1, <const char *>value, 12, fq_wall_ns())
+        return 0
+
+    def retain(self):
+        """Durable: delete the journal's segments that hold only settled messages."""
+        cdef uint64_t low
+        self._settled = 0
+        if self._journal is None or self._journal.closed:
+            return
+        fq_pylock_acquire(&self._lock)
+        low = fq_wq_min_tag(&self._q)
+        fq_pylock_release(&self._lock)
+        self._journal.truncate_before(self._journal.end_offset if low == <uint64_t>-1 else low)
 
     def offer_tagged(self, Message message not None, delay, uint64_t tag):
         """offer() for a durable queue: ``tag`` (the put record's offset) comes back with the
@@ -280,7 +349,10 @@ cdef class MemoryQueue:
             return None
         if rc != FQ_WQ_OK:
             self._nomem()
-        return self._delivery(&g)
+        d = self._delivery(&g)                      # owns the message before any I/O
+        if self._journal is not None:
+            self._j_deliver(&g)
+        return d
 
     cdef Delivery _delivery(self, fq_wq_grant *g):
         cdef Delivery d = Delivery.__new__(Delivery)
@@ -315,6 +387,9 @@ cdef class MemoryQueue:
         fq_pylock_release(&self._lock)
         try:
             out = [self._delivery(&gs[i]) for i in range(k)]
+            if self._journal is not None:
+                for i in range(k):
+                    self._j_deliver(&gs[i])
         finally:
             free(gs)
         if rc == FQ_WQ_NOMEM:
@@ -350,12 +425,14 @@ cdef class MemoryQueue:
         rc = fq_wq_advance(&self._q, now)
         if rc == FQ_WQ_OK:
             rc = fq_wq_ack(&self._q, r, &msg, &err, &t)
-            if tag != NULL:
-                tag[0] = t
         fq_pylock_release(&self._lock)
         if rc == FQ_WQ_OK:
             Py_DECREF(<object>msg)
             Py_XDECREF(<PyObject *>err)
+            if self._journal is not None:
+                self._j_tags(b"A", &t, 1)
+            if tag != NULL:
+                tag[0] = t
             if self.room_waiters:
                 self.on_room()
             return 0
@@ -418,6 +495,11 @@ cdef class MemoryQueue:
         fq_pylock_release(&self._lock)
         if rc == FQ_WQ_OK:
             Py_XDECREF(<PyObject *>old)
+            if self._journal is not None and not dead:
+                value = _NACK_HEAD.pack(tag, fq_wall_ns() + d)
+                if err is not None:
+                    value += (<str>err).encode("utf-8", "surrogatepass")
+                self._journal.append(value, key=b"N")
             if dead and self.room_waiters:
                 self.on_room()
             return dead, tag
@@ -509,6 +591,8 @@ cdef class MemoryQueue:
             if err != NULL:
                 Py_DECREF(<object>err)
         fq_pylock_release(&self._lock)
+        if self._journal is not None and tags:
+            self._journal.append(_struct_q.pack(f"<{len(tags)}Q", *tags), key=b"A")
         if dropped and self.room_waiters:
             self.on_room()
         return tags

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._core import Delivery, MemoryQueue, Message, SegmentLog
+from .._core import MemoryQueue, Message, SegmentLog
+from .base import Capabilities
 from ..errors import CorruptLogError
 
 __all__ = ("LogEngine",)
@@ -36,7 +37,6 @@ _DELIVER = struct.Struct("<QI")
 _NACK = struct.Struct("<Qq")
 _I64 = struct.Struct("<q")
 _P = b"P"
-_RETAIN_EVERY = 4096  # settlements between retention passes
 
 
 def _tags(values: Sequence[int]) -> bytes:
@@ -44,8 +44,12 @@ def _tags(values: Sequence[int]) -> bytes:
 
 
 class LogEngine:
-    """A :class:`~fastq.backends.MemoryEngine` whose every change is journalled to a
-    :class:`~fastq.SegmentLog` in ``directory`` (sync mode ``sync``)."""
+    """Opens the journal in ``directory`` (a :class:`~fastq.SegmentLog`, sync mode ``sync``),
+    replays it into a :class:`~fastq.backends.MemoryEngine` (:meth:`recover`) and attaches
+    it, so that from then on the native engine (:attr:`engine`) journals every change itself:
+    put, hand-out, nack and ack records are appended from C, with no Python per message."""
+
+    capabilities = Capabilities(durable=True)
 
     def __init__(
         self,
@@ -58,11 +62,9 @@ class LogEngine:
         **options: Any,
     ) -> None:
         self._mem = MemoryQueue(clock=clock, owner=owner, **options)
-        self._mem.direct_ack = False  # acks must be journalled: through the queue
         self._max_deliveries: int = options.get("max_deliveries", 5)
         self._log = SegmentLog(directory, sync=sync, segment_bytes=segment_bytes)
         self._directory = directory
-        self._settled = 0
         self._recovered_dead: list[tuple[Any, ...]] = []
         # (put wall ns, idempotency key, message id) of every put replayed, for the dedup window
         self.recovered_keys: list[tuple[int, str | bytes, str]] = []
@@ -114,130 +116,19 @@ class LogEngine:
                 continue
             delay = max(0.0, (ready - now_wall) / 1e9) if ready else 0.0
             self._mem.restore(msg, delay, tag, attempts)
-        self._retain()
+        self._mem.attach_journal(self._log)
+        self._mem.retain()
         return len(live) - len(self._recovered_dead)
 
     def _decode(self, rec: Any) -> Message:
         return Message.decode(rec.value_view, source=f"{self._directory} (record {rec.offset})")
 
-    # ---- put -------------------------------------------------------------------------------
-
-    def _key(self, delay: float) -> bytes:
-        if delay:
-            d = float(delay)
-            if not d >= 0 or d == float("inf"):
-                raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
-            return _P + _I64.pack(time.time_ns() + int(d * 1e9))
-        return _P
-
-    def offer(self, message: Message, delay: float = 0.0) -> bool:
-        if not self._mem.has_room(message):
-            return False
-        tag = self._log.append(message.encode(), key=self._key(delay))
-        if not self._mem.offer_tagged(message, delay, tag):  # lost a race for the last room
-            self._log.append(_tags([tag]), key=b"A")
-            return False
-        return True
-
-    def offer_payload(self, item: Any, delay: float = 0.0) -> str | None:
-        msg = item if type(item) is Message else Message(item)
-        return msg.id if self.offer(msg, delay) else None
-
-    def offer_payloads(self, items: Iterable[Any], delay: float = 0.0) -> list[str]:
-        ids: list[str] = []
-        msgs = [m if type(m) is Message else Message(m) for m in items]
-        n = self.offer_many(msgs, delay)
-        ids = [m.id for m in msgs[:n]]
-        return ids
-
-    def offer_many(self, messages: Iterable[Message], delay: float = 0.0) -> int:
-        msgs = list(messages)
-        if not msgs:
-            return 0
-        key = self._key(delay)
-        first = self._log.append_many([m.encode() for m in msgs], keys=[key] * len(msgs))
-        stored = 0
-        for i, m in enumerate(msgs):
-            if not self._mem.offer_tagged(m, delay, first + i):
-                break
-            stored += 1
-        if stored < len(msgs):  # full: the rest were never admitted
-            self._log.append(_tags(list(range(first + stored, first + len(msgs)))), key=b"A")
-        return stored
-
-    def has_room(self, message: Message | None = None) -> bool:
-        return self._mem.has_room(message)
-
-    # ---- get -------------------------------------------------------------------------------
-
-    def poll(self) -> Delivery | None:
-        d = self._mem.poll()
-        if d is not None:
-            self._log.append(_DELIVER.pack(d._tag, d.attempt), key=b"D")
-        return d
-
-    def poll_many(self, max_messages: int) -> list[Delivery]:
-        ds = self._mem.poll_many(max_messages)
-        if ds:
-            self._log.append_many(
-                [_DELIVER.pack(d._tag, d.attempt) for d in ds], keys=[b"D"] * len(ds)
-            )
-        return ds
-
-    # ---- settle ----------------------------------------------------------------------------
-
-    def ack(self, receipt: int) -> None:
-        tag = self._mem.ack_tag(receipt)
-        self._log.append(_I64.pack(tag), key=b"A")
-        self._settle(1)
-
-    def ack_many(self, receipts: Iterable[int | Delivery]) -> None:
-        from ..errors import InvalidReceipt
-
-        tags: list[int] = []
-        bad = 0
-        first_bad: object = None
-        for r in receipts:
-            try:
-                tags.append(self._mem.ack_tag(r.receipt if isinstance(r, Delivery) else r))
-            except InvalidReceipt:
-                if not bad:
-                    first_bad = r
-                bad += 1
-        if tags:
-            self._log.append(_tags(tags), key=b"A")
-            self._settle(len(tags))
-        if bad:
-            raise InvalidReceipt(
-                f"{bad} stale receipt(s), the first {first_bad!r}; the others were acked"
-            )
-
-    def nack(self, receipt: int, delay: float | None = None, error: object = None) -> bool:
-        dead, tag = self._mem.nack_tag(receipt, delay, error)
-        if not dead:
-            ready = time.time_ns() + int((delay or 0.0) * 1e9)
-            text = b""
-            if error is not None:
-                text = (
-                    error if isinstance(error, str) else f"{type(error).__qualname__}: {error}"
-                ).encode("utf-8", "surrogatepass")
-            self._log.append(_NACK.pack(tag, ready) + text, key=b"N")
-        return bool(dead)
-
-    def extend(self, receipt: int, seconds: float) -> float:
-        return self._mem.extend(receipt, seconds)
-
-    def _settle(self, n: int) -> None:
-        self._settled += n
-        if self._settled >= _RETAIN_EVERY:
-            self._retain()
-
-    def _retain(self) -> None:
-        self._settled = 0
-        low = self._mem.min_tag()
-        self._log.truncate_before(self._log.end_offset if low is None else low)
-
     # ---- dead letters and housekeeping ---------------------------------------------------
+
+    @property
+    def engine(self) -> MemoryQueue:
+        """The state machine, journalling to this log (after :meth:`recover`)."""
+        return self._mem
 
     @property
     def dead_pending(self) -> bool:
@@ -252,63 +143,15 @@ class LogEngine:
         """The dead-letter queue holds these now: drop them from this log."""
         if tags:
             self._log.append(_tags(tags), key=b"X")
-            self._settle(len(tags))
-
-    def purge(self) -> int:
-        tags = self._mem.purge_tags()
-        if tags:
-            self._log.append(_tags(tags), key=b"A")
-            self._settle(len(tags))
-        return len(tags)
-
-    def advance(self) -> None:
-        self._mem.advance()
-
-    def now(self) -> float:
-        return self._mem.now()
-
-    def next_due(self) -> float | None:
-        return self._mem.next_due()
-
-    def counts(self) -> tuple[Any, ...]:
-        return self._mem.counts()
-
-    def __len__(self) -> int:
-        return len(self._mem)
 
     def flush(self) -> None:
         self._log.flush()
 
     def close(self) -> None:
         if not self._log.closed:
-            self._retain()
+            self._mem.retain()
             self._log.close()
 
     @property
     def closed(self) -> bool:
         return bool(self._log.closed)
-
-    # the facade's wake-up hooks live on the state machine
-    @property
-    def on_room(self) -> Any:
-        return self._mem.on_room
-
-    @on_room.setter
-    def on_room(self, fn: Any) -> None:
-        self._mem.on_room = fn
-
-    @property
-    def room_waiters(self) -> int:
-        return self._mem.room_waiters
-
-    @room_waiters.setter
-    def room_waiters(self, n: int) -> None:
-        self._mem.room_waiters = n
-
-    @property
-    def direct_ack(self) -> bool:
-        return False
-
-    @direct_ack.setter
-    def direct_ack(self, value: bool) -> None:
-        pass  # never: every ack is journalled

@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from .._core import DedupWindow, Delivery, Message
+from ..backends.base import Capabilities
 from ..backends.log import LogEngine
-from ..backends.memory import MemoryEngine
+from ..backends.memory import MEMORY_CAPABILITIES, MemoryEngine
 from ..errors import Closed, Empty, Full
 from ..stats import QueueStatistics
 from .dlq import DeadLetter, DeadLetterQueue
@@ -116,7 +117,7 @@ class Queue:
             self._engine.direct_ack = True
         else:
             self._log_engine = LogEngine(self.path, sync=sync, **options)
-            self._engine = self._log_engine
+            self._engine = self._log_engine.engine
         self._engine.on_room = self._wake
         self.maxsize = maxsize
         self.max_bytes = max_bytes
@@ -153,7 +154,10 @@ class Queue:
         if self._log_engine is not None:
             self._log_engine.recover(want_keys=self._dedup is not None)
             self._rebuild_dedup()
-            self._flush_dead()
+            self._flush_dead()  # what the reopen dead-lettered
+            # from here on the native engine journals every change itself
+            self._engine = self._log_engine.engine
+            self._engine.on_room = self._wake
         self._cond = threading.Condition(threading.Lock())
         self._waiting = 0  # sync + async waiters (getters and putters)
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
@@ -485,6 +489,11 @@ class Queue:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the storage engine under this queue does itself (durable, delays, ...)."""
+        return LogEngine.capabilities if self._log_engine is not None else MEMORY_CAPABILITIES
+
     def __enter__(self) -> Queue:
         return self
 
@@ -562,7 +571,8 @@ class Queue:
                 loop.call_soon_threadsafe(_resolve, fut)
 
     def _flush_dead(self) -> None:
-        dead = self._engine.take_dead()
+        source = self._log_engine if self._log_engine is not None else self._engine
+        dead = source.take_dead()
         if not dead:
             return
         self._dead_total += len(dead)
