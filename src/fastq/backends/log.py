@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._core import MemoryQueue, Message, SegmentLog
-from .base import Capabilities
 from ..errors import CorruptLogError
+from .base import Capabilities
 
 __all__ = ("LogEngine",)
 
