@@ -879,7 +879,7 @@ QUEUE_SCENARIOS: dict[str, LogScenario] = {
         targets=(LogTarget(min_records_per_s=1e6),),
     ),
     "memory_batch100": LogScenario(
-        "in memory, per batch: put_many(100 x 64 B); get_many(100); ack_many(receipts)",
+        "in memory, per batch: put_many(100 x 64 B); get_many(100); ack_many(them)",
         targets=(LogTarget(min_records_per_s=5e6),),
     ),
     "durable_single": LogScenario(

@@ -302,6 +302,9 @@ cdef extern from "fq_wq.h" nogil:
         int64_t bytes
         uint64_t maxsize
         int64_t max_bytes
+        int64_t vt, age_step
+        uint32_t max_deliveries
+        int64_t now
         int64_t wall_offset
         uint64_t put_total, acked_total, redelivered_total, dead_total, nacked_total, lease_expiries
     int fq_wq_init(fq_wq *q, uint64_t maxsize, int64_t max_bytes, int64_t vt,
@@ -557,7 +560,8 @@ cdef class MemoryQueue:
     cdef int _receipt_error(self, object receipt) except -1
     cdef uint64_t _as_receipt(self, object receipt) except? 0
     cdef int _ack(self, object receipt) except -1
-    cdef int _ack_u64(self, uint64_t r, int64_t now=*, uint64_t *tag=*) except -1
+    cdef int _ack_u64(self, uint64_t r, int64_t now=*, uint64_t *tag=*, bint journal=*) except -1
+    cdef int _j_tag_list(self, char op, list tags) except -1
     cdef uint64_t _j_put(self, Message m, int64_t delay) except? 0xFFFFFFFFFFFFFFFF
     cdef int _j_tags(self, char op, uint64_t *tags, Py_ssize_t n) except -1
     cdef int _j_deliver(self, fq_wq_grant *g) except -1
@@ -570,3 +574,20 @@ cdef class ConsumerRecord:
     cdef readonly int partition
     cdef readonly uint64_t offset
     cdef readonly Message message
+
+
+@cython.final
+cdef class MemoryPartition:
+    cdef list _items                    # messages; offsets start at _start for _items[_head]
+    cdef list _sizes                    # payload bytes per item (with retention only)
+    cdef Py_ssize_t _head
+    cdef uint64_t _start
+    cdef int64_t _bytes
+    cdef int64_t _retention_bytes       # -1: none
+    cdef int64_t _retention_ns          # -1: none
+    cdef bint _retain
+    cdef dict _committed
+    cdef fq_pylock _lock
+
+    cdef uint64_t _append(self, Message m) except? 0xFFFFFFFFFFFFFFFF
+    cdef uint64_t _append_retained(self, list msgs) except? 0xFFFFFFFFFFFFFFFF

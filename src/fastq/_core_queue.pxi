@@ -254,6 +254,19 @@ cdef class MemoryQueue:
             self.retain()
         return 0
 
+    cdef int _j_tag_list(self, char op, list tags) except -1:
+        cdef Py_ssize_t i, n = len(tags)
+        cdef uint64_t *arr = <uint64_t *>malloc(<size_t>n * sizeof(uint64_t) + 8)
+        if arr == NULL:
+            raise MemoryError()
+        try:
+            for i in range(n):
+                arr[i] = tags[i]
+            self._j_tags(op, arr, n)
+        finally:
+            free(arr)
+        return 0
+
     cdef int _j_deliver(self, fq_wq_grant *g) except -1:
         cdef unsigned char value[12]
         cdef char key = b"D"
@@ -264,6 +277,27 @@ cdef class MemoryQueue:
         value[11] = <unsigned char>(g.attempt >> 24)
         self._journal._append_raw(&key, 1, <const char *>value, 12, fq_wall_ns())
         return 0
+
+    def shutdown(self):
+        """Drop every message and make every receipt stale (the queue was closed); the
+        journal, if any, is detached (a durable queue's messages stay in it)."""
+        cdef fq_wq old
+        cdef uint32_t i
+        fq_pylock_acquire(&self._lock)
+        old = self._q
+        fq_wq_init(&self._q, old.maxsize, old.max_bytes, old.vt, old.max_deliveries,
+                   old.age_step, int.from_bytes(_os_q.urandom(8), "little"))
+        self._q.wall_offset = old.wall_offset
+        self._journal = None
+        fq_pylock_release(&self._lock)
+        fq_wq_advance(&self._q, old.now)
+        for i in range(old.hw):
+            Py_XDECREF(<PyObject *>old.e[i].msg)
+            Py_XDECREF(<PyObject *>old.e[i].err)
+        for i in range(old.n_dead):
+            Py_XDECREF(<PyObject *>old.dead[i].msg)
+            Py_XDECREF(<PyObject *>old.dead[i].err)
+        fq_wq_destroy(&old)
 
     def retain(self):
         """Durable: delete the journal's segments that hold only settled messages."""
@@ -287,6 +321,7 @@ cdef class MemoryQueue:
         capacity limits (it was admitted before the restart)."""
         cdef int64_t d = 0 if delay <= 0 else _seconds_ns(delay, "delay", True)
         self._offer(message, d, self._now(), tag, deliveries, True)
+        self._q.put_total -= 1                      # put in an earlier process, not this one
 
     def min_tag(self):
         """The smallest tag held, or None when the queue holds nothing."""
@@ -414,7 +449,8 @@ cdef class MemoryQueue:
     cdef int _ack(self, object receipt) except -1:
         return self._ack_u64(self._as_receipt(receipt))
 
-    cdef int _ack_u64(self, uint64_t r, int64_t now=INT64_MIN, uint64_t *tag=NULL) except -1:
+    cdef int _ack_u64(self, uint64_t r, int64_t now=INT64_MIN, uint64_t *tag=NULL,
+                      bint journal=True) except -1:
         cdef void *msg = NULL
         cdef void *err = NULL
         cdef uint64_t t
@@ -429,7 +465,7 @@ cdef class MemoryQueue:
         if rc == FQ_WQ_OK:
             Py_DECREF(<object>msg)
             Py_XDECREF(<PyObject *>err)
-            if self._journal is not None:
+            if journal and self._journal is not None:
                 self._j_tags(b"A", &t, 1)
             if tag != NULL:
                 tag[0] = t
@@ -453,19 +489,26 @@ cdef class MemoryQueue:
     def ack_many(self, receipts):
         """Ack each receipt (or Delivery); every valid one is acked even when some are stale
         (then InvalidReceipt names how many and the first)."""
-        cdef Py_ssize_t bad = 0
+        cdef Py_ssize_t bad = 0, n = 0
         cdef int64_t now = self._now()             # one clock read for the batch
+        cdef uint64_t t
+        cdef list tags = [] if self._journal is not None else None
+        cdef bint per_ack = tags is None
         first = None
         for r in receipts:
             try:
                 if type(r) is Delivery:
-                    self._ack_u64((<Delivery>r).receipt, now)
+                    self._ack_u64((<Delivery>r).receipt, now, &t, per_ack)
                 else:
-                    self._ack_u64(self._as_receipt(r), now)
+                    self._ack_u64(self._as_receipt(r), now, &t, per_ack)
+                if tags is not None:
+                    tags.append(t)
             except _InvalidReceipt:
                 if bad == 0:
                     first = r
                 bad += 1
+        if tags:                                    # a durable queue: one record for the batch
+            self._j_tag_list(b"A", tags)
         if bad:
             raise _InvalidReceipt(f"{bad} stale receipt(s), the first {first!r}; the others were acked")
 
@@ -592,7 +635,7 @@ cdef class MemoryQueue:
                 Py_DECREF(<object>err)
         fq_pylock_release(&self._lock)
         if self._journal is not None and tags:
-            self._journal.append(_struct_q.pack(f"<{len(tags)}Q", *tags), key=b"A")
+            self._j_tag_list(b"A", tags)
         if dropped and self.room_waiters:
             self.on_room()
         return tags

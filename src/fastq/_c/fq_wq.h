@@ -463,12 +463,14 @@ static int fq_wq_pop_ready(fq_wq *q, void **msg, void **err, uint64_t *tag) {
     return FQ_WQ_EMPTY;
 }
 
-/* The smallest tag held (ready, delayed or in flight), or UINT64_MAX: what a durable queue
- * must keep of its log. O(slots). */
+/* The smallest tag held (ready, delayed, in flight, or waiting to be dead-lettered), or
+ * UINT64_MAX: what a durable queue must keep of its log. O(slots). */
 static inline uint64_t fq_wq_min_tag(const fq_wq *q) {
     uint64_t t = UINT64_MAX;
     for (uint32_t s = 0; s < q->hw; s++)
         if (q->e[s].state != FQ_WQ_FREE && q->e[s].tag < t) t = q->e[s].tag;
+    for (uint32_t i = 0; i < q->n_dead; i++)      /* on their way to the dead-letter queue */
+        if (q->dead[i].tag < t) t = q->dead[i].tag;
     return t;
 }
 

@@ -100,8 +100,35 @@ class Queue:
             raise ValueError(f"name must be a non-empty file-name-safe str, got {name!r}")
         if sync != "none" and path is None:
             raise ValueError(f"sync applies to durable queues (path=); got {sync!r} without a path")
+        if not (dead_letter in ("auto", None) or isinstance(dead_letter, DeadLetterQueue)):
+            raise TypeError(
+                f"dead_letter must be 'auto', a DeadLetterQueue or None, got {dead_letter!r}"
+            )
+        ttl = None
+        if dedup_window is not None:
+            ttl = _timeout(dedup_window, "dedup_window")
+            if not ttl:
+                raise ValueError(f"dedup_window must be > 0 seconds, got {dedup_window!r}")
         self.name = name
         self.path = None if path is None else os.path.join(os.fspath(path), name)
+        self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.max_deliveries = max_deliveries
+        self._clock = clock
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0  # sync + async waiters (getters and putters)
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._closed = False
+        self._dead_total = 0
+        self._dedup: DedupWindow | None = None
+        self._dedup_ids: dict[Any, str] = {}
+        self._dedup_order: deque[tuple[float, Any]] = deque()
+        self._dedup_ttl = 0.0
+        self._deduplicated = 0
+        self._dedup_lock = threading.Lock()
+        if ttl is not None:
+            self._dedup = DedupWindow(ttl, max_keys=1_000_000, exact=True, clock=clock)
+            self._dedup_ttl = ttl
         options: dict[str, Any] = dict(
             maxsize=maxsize,
             max_bytes=max_bytes,
@@ -112,56 +139,19 @@ class Queue:
             owner=self,
         )
         self._log_engine: LogEngine | None = None
+        self._own_dlq = dead_letter == "auto"
+        self.dead_letter: DeadLetterQueue | None = (
+            None if dead_letter == "auto" else dead_letter  # type: ignore[assignment]
+        )
         if self.path is None:
             self._engine: Any = MemoryEngine(**options)
             self._engine.direct_ack = True
+            if self._own_dlq:
+                self.dead_letter = DeadLetterQueue(f"{name}.dlq")
         else:
-            self._log_engine = LogEngine(self.path, sync=sync, **options)
-            self._engine = self._log_engine.engine
+            self._open_durable(os.fspath(path), sync, options)  # type: ignore[arg-type]
         self._engine.on_room = self._wake
-        self.maxsize = maxsize
-        self.max_bytes = max_bytes
         self.visibility_timeout = float(visibility_timeout)
-        self.max_deliveries = max_deliveries
-        self._clock = clock
-        self._own_dlq = dead_letter == "auto"
-        if dead_letter == "auto":
-            self.dead_letter: DeadLetterQueue | None = DeadLetterQueue(
-                f"{name}.dlq",
-                path=None if path is None else os.path.join(os.fspath(path), f"{name}.dlq"),
-                sync=sync,
-            )
-        elif dead_letter is None or isinstance(dead_letter, DeadLetterQueue):
-            self.dead_letter = dead_letter
-        else:
-            raise TypeError(
-                f"dead_letter must be 'auto', a DeadLetterQueue or None, got {dead_letter!r}"
-            )
-        self._dead_total = 0
-        self._dedup: DedupWindow | None = None
-        self._dedup_ids: dict[Any, str] = {}
-        self._dedup_order: deque[tuple[float, Any]] = deque()
-        self._dedup_ttl = 0.0
-        self._deduplicated = 0
-        self._dedup_lock = threading.Lock()
-        if dedup_window is not None:
-            ttl = _timeout(dedup_window, "dedup_window")
-            if not ttl:
-                raise ValueError(f"dedup_window must be > 0 seconds, got {dedup_window!r}")
-            self._dedup = DedupWindow(ttl, max_keys=1_000_000, exact=True, clock=clock)
-            self._dedup_ttl = ttl
-        self._waiting = 0
-        if self._log_engine is not None:
-            self._log_engine.recover(want_keys=self._dedup is not None)
-            self._rebuild_dedup()
-            self._flush_dead()  # what the reopen dead-lettered
-            # from here on the native engine journals every change itself
-            self._engine = self._log_engine.engine
-            self._engine.on_room = self._wake
-        self._cond = threading.Condition(threading.Lock())
-        self._waiting = 0  # sync + async waiters (getters and putters)
-        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
-        self._closed = False
         # how long a blocked call may sleep in real seconds before re-reading the clock
         subscribe = getattr(clock, "subscribe", None)
         if clock is None:
@@ -171,6 +161,27 @@ class Queue:
             self._slice = math.inf  # woken by FakeClock.advance
         else:
             self._slice = _POLL_SLICE
+
+    def _open_durable(self, root: str, sync: str, options: dict[str, Any]) -> None:
+        """Open the journal and the automatic dead-letter queue, replay; on any failure close
+        what was opened (a failed constructor must not keep the directories locked)."""
+        assert self.path is not None
+        engine = LogEngine(self.path, sync=sync, **options)
+        try:
+            if self._own_dlq:
+                self.dead_letter = DeadLetterQueue(
+                    f"{self.name}.dlq", path=os.path.join(root, f"{self.name}.dlq"), sync=sync
+                )
+            self._log_engine = engine
+            self._engine = engine.engine
+            engine.recover(want_keys=self._dedup is not None)
+            self._rebuild_dedup()
+            self._flush_dead()  # what the reopen dead-lettered
+        except BaseException:
+            engine.close()
+            if self._own_dlq and self.dead_letter is not None:
+                self.dead_letter.close()
+            raise
 
     # ---- put ------------------------------------------------------------------------------
 
@@ -464,6 +475,9 @@ class Queue:
 
     def _shut(self) -> None:
         """Stop the engine: every receipt goes stale, the durable log is closed."""
+        self._engine.advance()
+        if self._engine.dead_pending:
+            self._flush_dead()  # before the log forgets them
         if self._log_engine is not None:
             self._log_engine.close()
             if self._own_dlq and self.dead_letter is not None:
@@ -471,8 +485,7 @@ class Queue:
         old = self._engine
         self._engine = MemoryEngine(maxsize=1, clock=self._clock, owner=self)
         self._engine.direct_ack = True
-        if self._log_engine is None:
-            old.purge()
+        old.shutdown()  # every receipt handed out so far is stale now
 
     def delete(self) -> None:
         """Close the queue and drop everything it holds (a durable queue: its directory and

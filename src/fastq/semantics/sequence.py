@@ -62,7 +62,9 @@ class GapDetector:
     a missing one (0: report the gap at once); ``gap_timeout``: seconds (on ``clock``) a held
     message waits before the gap in front of it is declared (checked by :meth:`feed` and
     :meth:`expire`). The first message seen from a producer sets where it starts. Messages
-    without the two headers pass straight through. Thread-safe.
+    without the two headers pass straight through. A message that arrives after its gap was
+    declared is counted in ``duplicates`` and dropped (its place in the order is gone).
+    Thread-safe.
     """
 
     def __init__(

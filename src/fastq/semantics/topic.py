@@ -11,7 +11,15 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._core import ConsumerRecord, Message, consumer_records, group_by_partition, make_messages
+from .._core import (
+    ConsumerRecord,
+    Message,
+    consumer_records,
+    group_by_partition,
+    make_messages,
+    new_message,
+    route_publish,
+)
 from .._core import partition as _partition
 from ..backends.partition import LogPartition, MemoryPartition, PartitionEngine
 from ..errors import Closed, OffsetOutOfRange
@@ -89,6 +97,7 @@ class Topic:
                     )
                 )
         self._rr = itertools.count()
+        self._memory = self.path is None
         self._groups: dict[str, _Group] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -102,8 +111,13 @@ class Topic:
             raise Closed(f"topic {self.name!r} is closed")
         if type(message) is Message and key is None and not fields:
             msg = message
+        elif not fields and type(message) is not Message:
+            msg = new_message(message, key)  # no keyword parsing: the common case
         else:
             msg = self._message(message, key, fields)
+        if self._memory:
+            rr = next(self._rr) if msg.key is None else 0  # keyed messages take no turn
+            return route_publish(self._parts, msg, rr)  # type: ignore[arg-type]
         k = msg.key
         p = next(self._rr) % self.partitions if k is None else _partition(k, self.partitions)
         return p, self._parts[p].append(msg)
@@ -126,10 +140,10 @@ class Topic:
             return []
         out: list[tuple[int, int]] = [(0, 0)] * n
         if any(k is None for k in keys):
-            # keyless: round-robin, one partition per message
-            start = next(self._rr)
+            # keyless messages take round-robin turns exactly as publish() does
+            rr = self._rr
             for i, (m, k) in enumerate(zip(msgs, keys, strict=True)):
-                p = (start + i) % self.partitions if k is None else _partition(k, self.partitions)
+                p = next(rr) % self.partitions if k is None else _partition(k, self.partitions)
                 out[i] = (p, self._parts[p].append(m))
             return out
         order, counts = group_by_partition(keys, self.partitions)  # type: ignore[arg-type]
@@ -471,6 +485,8 @@ class Consumer:
                 f"offset {offset} is outside partition {partition}'s "
                 f"{part.start_offset}..{part.end_offset}"
             )
+        if self.auto_commit:
+            self._commit_partition(partition)  # what the last poll returned was processed
         self._positions[partition] = offset
         self._returned.pop(partition, None)
 
