@@ -2,7 +2,8 @@
 # compact binary envelope for storage (docs/envelope.md). Native so that making one costs
 # about as much as a small tuple: the queue's put -> get -> ack budget is one microsecond.
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.math cimport isfinite
 from libc.stdint cimport INT64_MIN, int64_t, uint8_t, uint64_t
@@ -37,6 +38,18 @@ DEF HEAD = 12                              # version, flags, priority, codec, ti
 cdef extern from "Python.h":
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void *PyUnicode_DATA(object o)
+    void PyObject_GC_UnTrack(void *op)
+    bint PyObject_IS_GC(object op)
+
+
+cdef inline void _untrack_if_leaf(Message m):
+    """A message whose payload is of a type the cyclic GC never tracks (bytes, str, numbers,
+    None) and that has no headers can never be part of a cycle, now or later (it is
+    immutable): untrack it, as CPython does for tuples of such objects, so making millions of
+    messages does not keep triggering collections. Its other fields (key, type, ids, source)
+    are always str / bytes / int."""
+    if m._headers is None and not PyObject_IS_GC(m.payload):
+        PyObject_GC_UnTrack(<void *>m)
 
 
 cdef inline str _id_text(const uint8_t *u):
@@ -172,6 +185,7 @@ cdef class Message:
         if id is None:
             _new_id(self._uuid)
             self._id = None
+            self._has_uuid = True
         else:
             self._id = _check_str(id, "id")
             if not self._id:
@@ -180,10 +194,8 @@ cdef class Message:
             if len(self._id) == 36 and self._id.isascii():
                 ascii_id = self._id.encode("ascii")
                 self._has_uuid = fq_uuid_parse(ascii_id, 36, self._uuid) == 1
-            self._ready = True
-            return
-        self._has_uuid = True
         self._ready = True
+        _untrack_if_leaf(self)
 
     @property
     def id(self):
@@ -312,6 +324,7 @@ cdef Message _message_of(object payload, int64_t wall=0):
         raise OSError(rc, "no random bytes from the operating system for a message id")
     m._has_uuid = True
     m._ready = True
+    _untrack_if_leaf(m)
     return m
 
 
@@ -361,7 +374,7 @@ cdef object _encode(Message m, object codec):
     cdef list hdrs = None
     cdef uint8_t key_kind = 0, idem_kind = 0
     cdef uint8_t *p
-    cdef const uint8_t[::1] view
+    cdef Py_ssize_t body_n
     payload = m.payload
     # payload bytes
     if type(payload) is bytes:
@@ -437,8 +450,8 @@ cdef object _encode(Message m, object codec):
         size += _uvarint_size(len(hdrs) // 2)
         for hb in hdrs:
             size += _uvarint_size(len(<bytes>hb)) + len(<bytes>hb)
-    view = body
-    size += view.shape[0]
+    body_n = PyBytes_GET_SIZE(body)              # body is a bytes object by now
+    size += body_n
     out = PyBytes_FromStringAndSize(NULL, size)
     p = <uint8_t *>PyBytes_AS_STRING(out)
     p[0] = ENVELOPE_VERSION
@@ -475,8 +488,8 @@ cdef object _encode(Message m, object codec):
         p = _put_uvarint(p, <uint64_t>(len(hdrs) // 2))
         for hb in hdrs:
             p = _put_blob(p, hb, len(<bytes>hb))
-    if view.shape[0]:
-        memcpy(p, &view[0], <size_t>view.shape[0])
+    if body_n:
+        memcpy(p, PyBytes_AS_STRING(body), <size_t>body_n)
     return out
 
 
@@ -550,14 +563,23 @@ cdef class _Cursor:
 
 
 cdef Message _decode(object data, tuple codecs, object source, object position):
-    cdef const uint8_t[::1] view = data
+    cdef Py_buffer buf
+    PyObject_GetBuffer(data, &buf, PyBUF_SIMPLE)
+    try:
+        return _decode_raw(<const uint8_t *>buf.buf, buf.len, codecs, source, position)
+    finally:
+        PyBuffer_Release(&buf)
+
+
+cdef Message _decode_raw(const uint8_t *data, Py_ssize_t n, tuple codecs, object source,
+                         object position):
     cdef _Cursor c = _Cursor.__new__(_Cursor)
     cdef Message m = Message.__new__(Message)
     cdef uint8_t flags, codec_id, kind
     cdef Py_ssize_t count, i
     cdef uint64_t ucount
-    c.p = &view[0] if view.shape[0] else NULL
-    c.n = view.shape[0]
+    c.p = data
+    c.n = n
     c.pos = 0
     c.base = position
     c.source = source
@@ -645,6 +667,7 @@ cdef Message _decode(object data, tuple codecs, object source, object position):
         except Exception as exc:
             c.fail(f"payload does not decode with codec {codec.name!r}: {exc}")
     m._ready = True
+    _untrack_if_leaf(m)
     return m
 
 

@@ -243,9 +243,13 @@ cdef class MemoryQueue:
 
     cdef int _j_tags(self, char op, uint64_t *tags, Py_ssize_t n) except -1:
         cdef char key = op
-        cdef bytes value = PyBytes_FromStringAndSize(NULL, 8 * n)
-        cdef unsigned char *p = <unsigned char *>PyBytes_AS_STRING(value)
+        cdef unsigned char small[64]
+        cdef bytes value = None
+        cdef unsigned char *p = small
         cdef Py_ssize_t i
+        if n > 8:
+            value = PyBytes_FromStringAndSize(NULL, 8 * n)
+            p = <unsigned char *>PyBytes_AS_STRING(value)
         for i in range(n):
             _le64(p + 8 * i, tags[i])
         self._journal._append_raw(&key, 1, <const char *>p, 8 * n, fq_wall_ns())
