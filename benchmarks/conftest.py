@@ -71,6 +71,7 @@ from hash_peers import DEDUP_REGISTRY, HASH_REGISTRY, DedupPeer, HashPeer  # noq
 from log_peers import LOG_REGISTRY, LogPeer  # noqa: E402
 from peers import REGISTRY, Implementation, Peer  # noqa: E402
 from queue_peers import QUEUE_REGISTRY, WorkQueuePeer  # noqa: E402
+from topic_peers import TOPIC_REGISTRY  # noqa: E402
 
 _OPTIONS: dict[str, str] = {
     "items": "items moved per round by the per-item scenarios",
@@ -96,6 +97,8 @@ _OPTIONS: dict[str, str] = {
     "dedup_keys": "dedup: keys in the stream each round checks",
     "queue_items": "work queue: messages per round (fastq, the in-memory lease table)",
     "queue_slow_items": "work queue: messages per round (the SQLite peers)",
+    "topic_items": "topic: messages per round (fastq.Topic, the dict of lists)",
+    "topic_slow_items": "topic: messages per round (the SQLite topic)",
 }
 
 
@@ -189,6 +192,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"hash_calls={s.hash_calls:,} dedup_keys={s.dedup_keys:,}; peers: {hash_peers}",
         f"fastq work-queue bench: items={s.queue_items:,} slow_items={s.queue_slow_items:,}; "
         f"peers: {queue_peers}",
+        f"fastq topic bench: items={s.topic_items:,} slow_items={s.topic_slow_items:,}",
     ]
 
 
@@ -318,6 +322,16 @@ def pytest_benchmark_update_json(
             }
             for name, cls in QUEUE_REGISTRY.items()
         },
+        "topic_peers": {
+            name: {
+                "dist": cls.dist,
+                "version": cls.version(),
+                "available": cls.missing() is None,
+                "memory_mode": cls.memory_mode,
+                "durable_mode": cls.durable_mode,
+            }
+            for name, cls in TOPIC_REGISTRY.items()
+        },
         "sqlite": sqlite3.sqlite_version,
         "numpy": _version("numpy"),
         "cpus": os.cpu_count(),
@@ -335,6 +349,7 @@ _NAMED_PARAMS: dict[str, Mapping[str, type[Implementation]]] = {
     "hasher": HASH_REGISTRY,
     "window": DEDUP_REGISTRY,
     "queue_impl": QUEUE_REGISTRY,
+    "topic_impl": TOPIC_REGISTRY,
 }
 
 

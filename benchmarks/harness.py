@@ -51,6 +51,9 @@ class Settings:
     # ---- work queues with acknowledgements (bench_queue.py) ----
     queue_items: int = 100_000  # messages per round, fastq and the in-memory lease table
     queue_slow_items: int = 2_000  # messages per round, the SQLite peers (persist-queue, litequeue)
+    # ---- partitioned topics (bench_topic.py) ----
+    topic_items: int = 200_000  # messages per round, fastq.Topic and the dict of lists
+    topic_slow_items: int = 20_000  # messages per round, the SQLite topic (durable scenarios)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

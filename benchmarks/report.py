@@ -44,6 +44,7 @@ FASTQ = "fastq"
 LOG_TABLE = "log"
 HASH_TABLE = "hash"
 QUEUE_TABLE = "queue"
+TOPIC_TABLE = "topic"
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ def load_rows(data: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
-        if info.get("table") in (LOG_TABLE, HASH_TABLE, QUEUE_TABLE):
-            continue  # the SegmentLog, hashing and work-queue tables (load_log_rows)
+        if info.get("table") in (LOG_TABLE, HASH_TABLE, QUEUE_TABLE, TOPIC_TABLE):
+            continue  # the SegmentLog, hashing, work-queue and topic tables (load_log_rows)
         scenario = info.get("scenario") or bench.get("group") or bench["name"]
         impl = info.get("impl") or bench.get("param") or bench["name"]
         median = float(bench["stats"]["median"])
@@ -893,7 +894,7 @@ QUEUE_SCENARIOS: dict[str, LogScenario] = {
     "durable_batch100": LogScenario(
         'on disk, per batch: put_many(100 x 64 B); get_many(100); ack_many(); fastq sync="none"'
     ),
-    # topic scenarios (issue 5's partitioned topic with consumer groups) go here
+    # the topic scenarios (bench_topic.py) have their own table: TOPIC_SCENARIOS
 }
 
 
@@ -939,6 +940,81 @@ def render_queue(
         legend="fastq speed-up = the row's median per message / that of the scenario's fastq "
         "row (> 1: fastq is faster); MB/s counts payload bytes.",
         label="work queue",
+        spread=spread,
+        notes=False,
+    )
+    return "\n".join(lines)
+
+
+# ---- topic table ----------------------------------------------------------------------------
+
+#: every topic scenario bench_topic.py produces, in report order, with issue 5's targets (the
+#: fastq row is the reference; the SQLite topic moves fewer messages per round)
+TOPIC_SCENARIOS: dict[str, LogScenario] = {
+    "topic_publish_keyed": LogScenario(
+        "in memory, per message: publish(pre-built Message(64 B, key=k)); 8 partitions",
+        targets=(LogTarget(min_records_per_s=2e6),),
+    ),
+    "topic_publish_key_kwarg": LogScenario(
+        "in memory, per message: publish(payload, key=k) (fastq builds the Message)"
+    ),
+    "topic_publish_many": LogScenario("in memory, per batch: publish_many(1,000 keyed messages)"),
+    "topic_poll_batch": LogScenario(
+        "in memory, a fresh consumer of a filled topic: poll(max_records=1000) until []",
+        targets=(LogTarget(min_records_per_s=5e6),),
+    ),
+    "topic_durable_publish_keyed": LogScenario(
+        'on disk, per message: publish(Message); fastq sync="none", SQLite WAL NORMAL'
+    ),
+    "topic_durable_poll_batch": LogScenario(
+        "on disk, a fresh consumer of a filled, reopened topic: poll(max_records=1000) until []"
+    ),
+}
+
+
+def render_topic(
+    groups: dict[str, list[LogRow]],
+    verdicts: list[LogVerdict],
+    metas: list[dict[str, Any]],
+    spread: bool = False,
+    meta: bool = True,
+) -> str:
+    """The "Topics" table, like the work-queue one; with meta, the machine, build and load
+    lines first (when no other table printed them)."""
+    lines: list[str] = render_meta(metas, ring=False)[:-1] if meta else []
+    fb = metas[0].get("fastq_bench", {})
+    s = fb.get("settings", {})
+    where = fb.get("log_dir", {})
+    if fb:
+        lines.append(
+            f"{s.get('rounds', '?')} rounds + {s.get('warmup', '?')} warm-up (fewer rounds, at "
+            f"least {s.get('min_rounds', '?')}, past {s.get('budget', '?')} s of rounds)"
+        )
+        lines.append(
+            f"topics: 8 partitions, 10,000 str keys, per round {s.get('topic_items', '?'):,} "
+            f"messages of 64 B (SQLite topic {s.get('topic_slow_items', '?'):,}); on-disk "
+            f"topics in {where.get('path', '?')} ({where.get('fstype', '?')} on "
+            f"{where.get('device', '?')})"
+        )
+        versions = sorted(
+            {
+                f"{p.get('dist', n)} {p['version']}"
+                for n, p in fb.get("topic_peers", {}).items()
+                if p.get("available")
+                and p.get("version") not in ("stdlib", "?")
+                and not n.startswith("fastq")
+            }
+        )
+        lines.append("topic peers: " + ", ".join([*versions, f"SQLite {fb.get('sqlite', '?')}"]))
+        lines.append("")
+    lines += _rate_table(
+        groups,
+        verdicts,
+        TOPIC_SCENARIOS,
+        unit="msgs",
+        legend="fastq speed-up = the row's median per message / that of the scenario's fastq "
+        "row (> 1: fastq is faster); MB/s counts payload bytes.",
+        label="Topics",
         spread=spread,
         notes=False,
     )
@@ -1000,10 +1076,13 @@ def main(argv: list[str] | None = None) -> int:
         queue_groups, queue_verdicts = compare_log(
             combine_log([load_log_rows(m, QUEUE_TABLE) for m in metas]), QUEUE_SCENARIOS
         )
+        topic_groups, topic_verdicts = compare_log(
+            combine_log([load_log_rows(m, TOPIC_TABLE) for m in metas]), TOPIC_SCENARIOS
+        )
     except ValueError as exc:
         print(f"report: cannot combine these runs: {exc}", file=sys.stderr)
         return 1
-    if not groups and not log_groups and not hash_groups and not queue_groups:
+    if not (groups or log_groups or hash_groups or queue_groups or topic_groups):
         print(f"report: {', '.join(map(str, args.json))} hold no benchmarks", file=sys.stderr)
         return 1
     summary = summarize(groups, metas)
@@ -1026,6 +1105,14 @@ def main(argv: list[str] | None = None) -> int:
         meta = not groups and not log_groups and not hash_groups
         print(render_queue(queue_groups, queue_verdicts, metas, spread=args.spread, meta=meta))
         summary["queue"] = summarize_log(queue_groups, queue_verdicts, QUEUE_SCENARIOS)
+    if topic_groups:
+        before = groups or log_groups or hash_groups or queue_groups
+        if before:
+            print("\n")
+        print("Topics\n")
+        meta = not before
+        print(render_topic(topic_groups, topic_verdicts, metas, spread=args.spread, meta=meta))
+        summary["topic"] = summarize_log(topic_groups, topic_verdicts, TOPIC_SCENARIOS)
     summary_path = args.summary or args.json[0].with_suffix(".summary.json")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nsummary saved to {summary_path}")

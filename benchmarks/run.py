@@ -6,9 +6,11 @@
     python benchmarks/run.py --capacity 65536 -- -x   # sizes, then raw pytest arguments
     python benchmarks/run.py --repeat 3  # three runs; the table shows medians of their medians
     python benchmarks/run.py -k log      # the SegmentLog benchmarks only
-    python benchmarks/run.py -k "not log and not hash and not dedup and not workqueue"  # ring
+    python benchmarks/run.py -k "not log and not hash and not dedup and not workqueue and not topic"
+                                          # the RingBuffer benchmarks only
     python benchmarks/run.py -k "hash or dedup"   # the hashing and dedup benchmarks only
     python benchmarks/run.py -k workqueue         # the work-queue (fastq.Queue) benchmarks only
+    python benchmarks/run.py -k topic             # the topic (fastq.Topic) benchmarks only
 
 It runs pytest-benchmark on benchmarks/ in a child process (this interpreter, no shell),
 writes benchmarks/results/latest.json (with --repeat, also latest.run2.json, ...), then
@@ -49,6 +51,8 @@ QUICK: dict[str, float] = {
     # work queues: the SQLite peers' rate depends on how many messages a round moves
     # (persist-queue scans past every acked row), so they keep the full count
     "queue_items": 20_000,
+    # topics: a quarter of the messages (the SQLite topic keeps its count)
+    "topic_items": 50_000,
 }
 SIZES = (
     "items",
@@ -70,6 +74,8 @@ SIZES = (
     "dedup_keys",
     "queue_items",
     "queue_slow_items",
+    "topic_items",
+    "topic_slow_items",
 )
 
 
@@ -174,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--queue-slow-items", type=int, help="work queue: messages per round (SQLite peers)"
+    )
+    parser.add_argument(
+        "--topic-items", type=int, help="topic: messages per round (fastq, the dict of lists)"
+    )
+    parser.add_argument(
+        "--topic-slow-items", type=int, help="topic: messages per round (the SQLite topic)"
     )
     parser.add_argument("--timeout", type=int, default=1800, help="per-benchmark timeout (s)")
     parser.add_argument(

@@ -565,6 +565,7 @@ cdef class MemoryQueue:
     cdef uint64_t _j_put(self, Message m, int64_t delay) except? 0xFFFFFFFFFFFFFFFF
     cdef int _j_tags(self, char op, uint64_t *tags, Py_ssize_t n) except -1
     cdef int _j_deliver(self, fq_wq_grant *g) except -1
+    cdef int _j_deliver_many(self, fq_wq_grant *gs, Py_ssize_t k) except -1
 
 
 @cython.final

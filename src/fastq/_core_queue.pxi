@@ -246,7 +246,11 @@ cdef class MemoryQueue:
         cdef unsigned char small[64]
         cdef bytes value = None
         cdef unsigned char *p = small
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, m, per = <Py_ssize_t>((self._journal._max_record - 1) // 8)
+        if n > per:                                  # records fit the log's largest
+            for i in range(0, n, per):
+                self._j_tags(op, tags + i, min(per, n - i))
+            return 0
         if n > 8:
             value = PyBytes_FromStringAndSize(NULL, 8 * n)
             p = <unsigned char *>PyBytes_AS_STRING(value)
@@ -269,6 +273,27 @@ cdef class MemoryQueue:
             self._j_tags(op, arr, n)
         finally:
             free(arr)
+        return 0
+
+    cdef int _j_deliver_many(self, fq_wq_grant *gs, Py_ssize_t k) except -1:
+        cdef char key = b"D"
+        cdef Py_ssize_t per = <Py_ssize_t>((self._journal._max_record - 1) // 12)
+        cdef Py_ssize_t i, j, m
+        cdef bytes value
+        cdef unsigned char *p
+        i = 0
+        while i < k:                                 # records fit the log's largest
+            m = min(per, k - i)
+            value = PyBytes_FromStringAndSize(NULL, 12 * m)
+            p = <unsigned char *>PyBytes_AS_STRING(value)
+            for j in range(m):
+                _le64(p + 12 * j, gs[i + j].tag)
+                p[12 * j + 8] = <unsigned char>gs[i + j].attempt
+                p[12 * j + 9] = <unsigned char>(gs[i + j].attempt >> 8)
+                p[12 * j + 10] = <unsigned char>(gs[i + j].attempt >> 16)
+                p[12 * j + 11] = <unsigned char>(gs[i + j].attempt >> 24)
+            self._journal._append_raw(&key, 1, <const char *>p, 12 * m, fq_wall_ns())
+            i += m
         return 0
 
     cdef int _j_deliver(self, fq_wq_grant *g) except -1:
@@ -426,9 +451,8 @@ cdef class MemoryQueue:
         fq_pylock_release(&self._lock)
         try:
             out = [self._delivery(&gs[i]) for i in range(k)]
-            if self._journal is not None:
-                for i in range(k):
-                    self._j_deliver(&gs[i])
+            if self._journal is not None and k:
+                self._j_deliver_many(gs, k)         # one record for the batch
         finally:
             free(gs)
         if rc == FQ_WQ_NOMEM:

@@ -6,9 +6,11 @@ Every change that must survive a crash is one log record (docs/queue.md, "Durabi
 key  value                                  meaning
 ===  =====================================  ==============================================
 P    the message envelope                   put (key ``P`` + i64 ready time, if delayed)
-D    u64 put offset, u32 attempt            handed out (attempt counts survive)
+D    (u64 put offset, u32 attempt)...      handed out (attempt counts survive); one record
+                                            per get, or per get_many batch
 N    u64 put offset, i64 ready time, error  nacked: visible again at that wall time
-A    u64 put offsets                        acked (or purged): never delivered again
+A    u64 put offsets                        acked (or purged): never delivered again; one
+                                            record per ack, or per ack_many batch
 X    u64 put offsets                        moved to the dead-letter queue (written after
                                             the dead-letter entry itself)
 ===  =====================================  ==============================================
@@ -82,10 +84,10 @@ class LogEngine:
                 ready = _I64.unpack_from(key, 1)[0] if len(key) >= 9 else 0
                 live[rec.offset] = [rec, 0, ready, None]
             elif op == b"D":
-                tag, attempt = _DELIVER.unpack(rec.value)
-                entry = live.get(tag)
-                if entry is not None:
-                    entry[1] = attempt
+                for tag, attempt in _DELIVER.iter_unpack(rec.value):
+                    entry = live.get(tag)
+                    if entry is not None:
+                        entry[1] = attempt
             elif op == b"N":
                 value = rec.value
                 tag, ready = _NACK.unpack_from(value)
@@ -141,8 +143,8 @@ class LogEngine:
 
     def confirm_dead(self, tags: Sequence[int]) -> None:
         """The dead-letter queue holds these now: drop them from this log."""
-        if tags:
-            self._log.append(_tags(tags), key=b"X")
+        for i in range(0, len(tags), 1000):  # 8,000 bytes: fits even the smallest segments
+            self._log.append(_tags(tags[i : i + 1000]), key=b"X")
 
     def flush(self) -> None:
         self._log.flush()
