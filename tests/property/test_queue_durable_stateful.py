@@ -28,16 +28,11 @@ import tempfile
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import initialize, invariant, precondition, rule
 from models import QueueModel
+from test_queue_stateful import QueueMachine
 
-from fastq import Delivery, Empty, FakeClock, Full, InvalidReceipt, Queue
+from fastq import Delivery, FakeClock, Queue
 
 STRESS_SCALE = float(os.environ.get("FASTQ_STRESS_SCALE", "1"))
 SOAK = os.environ.get("FASTQ_SOAK") == "1"
@@ -53,7 +48,7 @@ def ns(seconds: float) -> int:
     return round(seconds * NS)
 
 
-class DurableQueueMachine(RuleBasedStateMachine):
+class DurableQueueMachine(QueueMachine):
     queue: Queue
     model: QueueModel
 
@@ -94,110 +89,16 @@ class DurableQueueMachine(RuleBasedStateMachine):
     def sync(self) -> None:
         self.model.advance(ns(self.clock()))
 
-    # ---- rules ---------------------------------------------------------------------------
+    # ---- rules (the rest are QueueMachine's) ---------------------------------------------
 
     @rule(prio=st.integers(0, 3), delay=DELAYS)
     def put(self, prio: int, delay: float) -> None:
-        self.sync()
-        self.n += 1
-        mid = f"m{self.n}"
-        fits = self.model.put(mid, prio, ns(delay))
-        try:
-            got = self.queue.put(
-                self.n, id=mid, priority=PRIORITIES[prio], delay=delay, block=False
-            )
-        except Full:
-            assert not fits, "Full while the model had room"
-        else:
-            assert fits, "put succeeded beyond maxsize"
-            assert got == mid
-
-    def _check_delivery(self, d: Delivery) -> None:
-        mid = d.message.id
-        cands = self.model.candidates()
-        assert mid in cands, (mid, self.model.state.get(mid), sorted(cands), self.model.now)
-        assert d.message.payload == int(mid[1:])
-        attempt, lease = self.model.take(mid, d.receipt)
-        assert d.attempt == attempt, (mid, d.attempt, attempt)
-        assert abs(d.lease_deadline - lease / NS) < 1e-6, (d.lease_deadline, lease)
-        self.held.append(d)
-        self.old_receipts.append(d.receipt)
-
-    @rule()
-    def get(self) -> None:
-        self.sync()
-        if not self.model.candidates():
-            try:
-                d = self.queue.get(timeout=0)
-            except Empty:
-                return
-            raise AssertionError(f"got {d!r} while the model has nothing ready")
-        self._check_delivery(self.queue.get(timeout=0))
-
-    @rule(n=st.integers(1, 4))
-    def get_many(self, n: int) -> None:
-        self.sync()
-        if not self.model.candidates():
-            return
-        ds = self.queue.get_many(n, timeout=0)
-        assert 1 <= len(ds) <= n
-        for d in ds:
-            self._check_delivery(d)
-        if len(ds) < n:
-            assert not self.model.candidates(), "get_many returned fewer than were ready"
-
-    @precondition(lambda self: bool(self.held))
-    @rule(i=st.integers(0, 100), how=st.sampled_from(["delivery", "queue", "many"]))
-    def ack(self, i: int, how: str) -> None:
-        d = self.held.pop(i % len(self.held))
-        self.sync()
-        ok = self.model.ack(d.receipt)
-        try:
-            if how == "delivery":
-                d.ack()
-            elif how == "queue":
-                self.queue.ack(d.receipt)
-            else:
-                self.queue.ack_many([d])
-        except InvalidReceipt:
-            assert not ok, "valid receipt refused"
-        else:
-            assert ok, "stale receipt accepted (lease had run out)"
+        self._put(prio, delay)
 
     @precondition(lambda self: bool(self.held))
     @rule(i=st.integers(0, 100), delay=DELAYS, with_delay=st.booleans())
     def nack(self, i: int, delay: float, with_delay: bool) -> None:
-        d = self.held.pop(i % len(self.held))
-        self.sync()
-        ok = self.model.nack(d.receipt, ns(delay) if with_delay else 0)
-        try:
-            d.nack(delay if with_delay else None, error=f"e{i}")
-        except InvalidReceipt:
-            assert not ok, "valid receipt refused"
-        else:
-            assert ok, "stale receipt accepted by nack"
-
-    @precondition(lambda self: bool(self.held))
-    @rule(i=st.integers(0, 100), by=DURATIONS)
-    def extend(self, i: int, by: float) -> None:
-        d = self.held[i % len(self.held)]
-        self.sync()
-        want = self.model.extend(d.receipt, ns(by))
-        try:
-            got = d.extend(by)
-        except InvalidReceipt:
-            assert want is None, "valid receipt refused by extend"
-        else:
-            assert want is not None, "stale receipt accepted by extend"
-            assert abs(got - want / NS) < 1e-6
-
-    @rule(step=STEPS)
-    def advance(self, step: float) -> None:
-        self.clock.advance(step)
-
-    @rule()
-    def consumer_dies(self) -> None:
-        self.held.clear()
+        self._nack(i, delay, with_delay)
 
     @rule()
     def purge(self) -> None:
@@ -207,24 +108,6 @@ class DurableQueueMachine(RuleBasedStateMachine):
         assert self.queue.purge() == len(ready)
         for mid in ready:
             m.state[mid] = m.ACKED  # settled: never delivered again
-
-    @precondition(lambda self: bool(self.old_receipts))
-    @rule(i=st.integers(0, 1000), op=st.sampled_from(["ack", "nack", "extend"]))
-    def stale_receipt(self, i: int, op: str) -> None:
-        r = self.old_receipts[i % len(self.old_receipts)]
-        self.sync()
-        if self.model.owner(r) is not None:
-            return
-        try:
-            if op == "ack":
-                self.queue.ack(r)
-            elif op == "nack":
-                self.queue.nack(r)
-            else:
-                self.queue.extend(r, 1.0)
-        except InvalidReceipt:
-            return
-        raise AssertionError(f"stale receipt {r:#x} accepted by {op}")
 
     @rule()
     def crash_and_reopen(self) -> None:

@@ -83,6 +83,9 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(prio=st.integers(0, 3), delay=DURATIONS)
     def put(self, prio: int, delay: float) -> None:
+        self._put(prio, delay)
+
+    def _put(self, prio: int, delay: float) -> None:
         self.sync()
         self.n += 1
         mid = f"m{self.n}"
@@ -153,6 +156,9 @@ class QueueMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.held))
     @rule(i=st.integers(0, 100), delay=DURATIONS, with_delay=st.booleans())
     def nack(self, i: int, delay: float, with_delay: bool) -> None:
+        self._nack(i, delay, with_delay)
+
+    def _nack(self, i: int, delay: float, with_delay: bool) -> None:
         d = self.held.pop(i % len(self.held))
         self.sync()
         ok = self.model.nack(d.receipt, ns(delay) if with_delay else 0)
