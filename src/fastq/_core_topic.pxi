@@ -150,3 +150,37 @@ def route_publish(list parts not None, Message message not None, uint64_t rr):
     else:
         p = partition(key, n)
     return p, (<MemoryPartition>parts[p])._append(message)
+
+
+def publish_grouped(list parts not None, list msgs not None, order, counts):
+    """Append ``msgs`` to ``parts`` grouped as ``group_by_partition`` returned them
+    (``order``, ``counts``: int64 arrays): one append_many per partition, the gathering and
+    the ``(partition, offset)`` results (in input order) built here in C."""
+    cdef const int64_t[::1] o = order
+    cdef const int64_t[::1] c = counts
+    cdef Py_ssize_t n = len(msgs), pos = 0, p, j, k, i
+    cdef list out = [None] * n
+    cdef list batch
+    if o.shape[0] != n or c.shape[0] != len(parts):
+        raise ValueError("order must have one entry per message and counts one per partition")
+    for p in range(c.shape[0]):
+        k = <Py_ssize_t>c[p]
+        if k == 0:
+            continue
+        if k < 0 or pos + k > n:
+            raise ValueError("counts do not add up to the number of messages")
+        batch = [None] * k
+        for j in range(k):
+            i = <Py_ssize_t>o[pos + j]
+            if not 0 <= i < n:
+                raise ValueError(f"order holds {i}, outside 0..{n - 1}")
+            batch[j] = msgs[i]
+        part = parts[p]
+        if type(part) is MemoryPartition:
+            first = (<MemoryPartition>part).append_many(batch)
+        else:
+            first = part.append_many(batch)
+        for j in range(k):
+            out[<Py_ssize_t>o[pos + j]] = (p, first + j)
+        pos += k
+    return out

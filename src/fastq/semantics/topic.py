@@ -18,6 +18,7 @@ from .._core import (
     group_by_partition,
     make_messages,
     new_message,
+    publish_grouped,
     route_publish,
 )
 from .._core import partition as _partition
@@ -147,17 +148,7 @@ class Topic:
                 out[i] = (p, self._parts[p].append(m))
             return out
         order, counts = group_by_partition(keys, self.partitions)  # type: ignore[arg-type]
-        order_list = order.tolist()
-        pos = 0
-        for p, c in enumerate(counts.tolist()):
-            if not c:
-                continue
-            idx = order_list[pos : pos + c]
-            first = self._parts[p].append_many([msgs[i] for i in idx])
-            for j, i in enumerate(idx):
-                out[i] = (p, first + j)
-            pos += c
-        return out
+        return publish_grouped(self._parts, msgs, order, counts)
 
     def _message(self, obj: Any, key: Any, fields: dict[str, Any]) -> Message:
         for name in fields:
