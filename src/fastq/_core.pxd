@@ -296,6 +296,7 @@ cdef extern from "fq_wq.h" nogil:
         fq_wq_entry *e
         uint32_t hw
         fq_wq_heap delayed, leases
+        uint64_t n_inflight
         fq_wq_dead *dead
         uint32_t n_dead, cap_dead
         uint64_t held

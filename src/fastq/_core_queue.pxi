@@ -686,7 +686,7 @@ cdef class MemoryQueue:
         fq_pylock_acquire(&self._lock)
         fq_wq_advance(&self._q, now)
         oldest = fq_wq_oldest_ready(&self._q)
-        t = (fq_wq_ready(&self._q), self._q.delayed.n, self._q.leases.n, self._q.held,
+        t = (fq_wq_ready(&self._q), self._q.delayed.n, self._q.n_inflight, self._q.held,
              self._q.bytes, None if oldest == INT64_MAX else oldest * 1e-9,
              self._q.put_total, self._q.acked_total, self._q.redelivered_total,
              self._q.dead_total, self._q.nacked_total, self._q.lease_expiries)

@@ -687,3 +687,36 @@ def test_bad_arguments() -> None:
         with pytest.raises(ValueError, match="seconds"):
             d.extend(bad)
     d.ack()  # still valid after the refused calls
+
+
+def test_a_long_lease_behind_many_settled_ones_still_runs_out_on_time() -> None:
+    """Leases are timed in hand-out order with settled entries dropped lazily (compacted when
+    they outnumber the live ones): 20,000 get/ack cycles behind one held lease, and one
+    extended lease, must not disturb when either runs out."""
+    clock = FakeClock()
+    q = q_(clock, visibility_timeout=10.0, maxsize=None)
+    q.put("held")
+    held = q.get(timeout=0)
+    q.put("extended")
+    extended = q.get(timeout=0)
+    extended.extend(25.0)  # runs out at 25, not 10
+    for i in range(20_000):
+        q.put(i)
+        q.get(timeout=0).ack()
+        if i % 5000 == 0:
+            clock.advance(1.0)  # time moves while the held lease waits: now 4.0 at the end
+    assert q.statistics().in_flight == 2
+    clock.advance(10.0 - clock())
+    again = q.get(timeout=0)
+    assert (again.message.payload, again.attempt) == ("held", 2)
+    with pytest.raises(InvalidReceipt):
+        held.ack()
+    with pytest.raises(Empty):
+        q.get(timeout=0)  # the extended lease is still running
+    again.ack()
+    clock.advance(14.75)
+    with pytest.raises(Empty):
+        q.get(timeout=0)  # 24.75: not yet
+    clock.advance(0.25)
+    assert q.get(timeout=0).message.payload == "extended"
+    assert q.statistics().lease_expiries == 2

@@ -126,12 +126,13 @@ static int fq_uuid7(fq_uuid_gen *g, int64_t now_ns, uint8_t out[16]) {
 /* The canonical text form: 36 lowercase characters 8-4-4-4-12. */
 static inline void fq_uuid_format(const uint8_t u[16], char out[36]) {
     static const char hex[] = "0123456789abcdef";
-    int j = 0;
+    /* byte i's two digits go to out[pos[i]] (the dashes at 8, 13, 18, 23 are fixed) */
+    static const uint8_t pos[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
     for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out[j++] = '-';
-        out[j++] = hex[u[i] >> 4];
-        out[j++] = hex[u[i] & 0x0F];
+        out[pos[i]] = hex[u[i] >> 4];
+        out[pos[i] + 1] = hex[u[i] & 0x0F];
     }
+    out[8] = out[13] = out[18] = out[23] = '-';
 }
 
 /* Parse exactly the canonical lowercase form (so formatting the result gives the same text

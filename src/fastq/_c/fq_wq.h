@@ -52,12 +52,23 @@ typedef struct {
     uint64_t tag;                   /* the caller's name for the message (a durable queue: the
                                        log offset of its put record) */
     uint32_t next;                  /* READY: next in its class list; FREE: next free slot */
-    uint32_t heap_pos;              /* DELAYED / INFLIGHT: index in that heap */
+    uint32_t heap_pos;              /* DELAYED, or INFLIGHT and extended: index in that heap */
     uint32_t deliveries;            /* hand-outs so far */
     uint8_t state, prio;
+    uint8_t in_heap;                /* INFLIGHT: the lease was extended, so it is timed by the
+                                       leases heap instead of the hand-out FIFO */
 } fq_wq_entry;
 
 typedef struct { uint32_t *a; uint32_t n, cap; } fq_wq_heap;
+
+/* Leases in hand-out order. With one visibility timeout and a clock that never runs back,
+ * hand-out order is deadline order, so the soonest lease to run out is at the front and an
+ * ack costs O(1): its entry just goes stale (the slot left INFLIGHT, or was handed out again
+ * under another number) and is dropped when it reaches the front. Extended leases move to
+ * the leases heap. Stale entries behind a long-running lease are compacted away once they
+ * outnumber the live ones, so memory stays O(in flight). */
+typedef struct { uint32_t slot; uint64_t gen; } fq_wq_lref;
+typedef struct { fq_wq_lref *a; uint64_t head, tail, mask; } fq_wq_fifo;
 
 typedef struct {                    /* one message leaving for the dead-letter queue */
     void *msg, *err;
@@ -79,7 +90,9 @@ typedef struct {
     uint32_t cap, hw, free_head;    /* slots allocated, ever used, free-list head */
     uint32_t head[FQ_WQ_CLASSES], tail[FQ_WQ_CLASSES];
     uint64_t n_ready[FQ_WQ_CLASSES];
-    fq_wq_heap delayed, leases;
+    fq_wq_heap delayed, leases;     /* due times; leases: extended leases only */
+    fq_wq_fifo lfifo;               /* every other lease, in hand-out (= deadline) order */
+    uint64_t n_inflight;
     fq_wq_dead *dead; uint32_t n_dead, cap_dead;
     uint64_t held;                  /* ready + delayed + in flight */
     int64_t bytes;                  /* payload bytes held */
@@ -156,6 +169,70 @@ static void fq_wq_heap_remove(fq_wq *q, fq_wq_heap *h, uint32_t s) {
     else fq_wq_sift_down(q, h, i);
 }
 
+/* ---- the lease FIFO ------------------------------------------------------------------------ */
+
+static inline int fq_wq_lref_live(const fq_wq *q, fq_wq_lref r) {
+    const fq_wq_entry *x = &q->e[r.slot];
+    return x->state == FQ_WQ_INFLIGHT && x->gen == r.gen && !x->in_heap;
+}
+
+/* Drop stale entries at the front, so the front (if any) is a live lease. */
+static inline void fq_wq_fifo_trim(fq_wq *q) {
+    fq_wq_fifo *f = &q->lfifo;
+    while (f->head != f->tail && !fq_wq_lref_live(q, f->a[f->head & f->mask])) f->head++;
+}
+
+static int fq_wq_fifo_push(fq_wq *q, uint32_t s) {
+    fq_wq_fifo *f = &q->lfifo;
+    uint64_t n = f->tail - f->head, cap = f->a ? f->mask + 1 : 0;
+    if (n == cap) {
+        /* full: compact if most entries are stale, else grow; either way into a new array */
+        uint64_t live = 0, ncap = cap ? cap : 64;
+        for (uint64_t i = f->head; i != f->tail; i++)
+            live += (uint64_t)fq_wq_lref_live(q, f->a[i & f->mask]);
+        while (live + 1 > ncap / 2) ncap *= 2;
+        fq_wq_lref *a = (fq_wq_lref *)malloc((size_t)ncap * sizeof *a);
+        if (!a) return FQ_WQ_NOMEM;
+        uint64_t j = 0;
+        for (uint64_t i = f->head; i != f->tail; i++)
+            if (fq_wq_lref_live(q, f->a[i & f->mask])) a[j++] = f->a[i & f->mask];
+        free(f->a);
+        f->a = a; f->head = 0; f->tail = j; f->mask = ncap - 1;
+    }
+    f->a[f->tail & f->mask].slot = s;
+    f->a[f->tail & f->mask].gen = q->e[s].gen;
+    f->tail++;
+    return FQ_WQ_OK;
+}
+
+/* The lease that runs out first (slot; FQ_WQ_NIL if none) and its deadline. */
+static inline uint32_t fq_wq_first_lease(const fq_wq *q, int64_t *deadline) {
+    uint32_t s = FQ_WQ_NIL;
+    int64_t t = INT64_MAX;
+    const fq_wq_fifo *f = &q->lfifo;
+    if (f->head != f->tail) {
+        s = f->a[f->head & f->mask].slot;
+        t = q->e[s].lease_deadline;
+    }
+    if (q->leases.n) {
+        uint32_t h = q->leases.a[0];
+        int64_t th = q->e[h].lease_deadline;
+        if (th < t || (th == t && q->e[h].gen < q->e[s].gen)) { s = h; t = th; }
+    }
+    *deadline = t;
+    return s;
+}
+
+/* Slot s's lease ends (settled, failed, or expired): out of the heap, FIFO front tidied. */
+static inline void fq_wq_lease_end(fq_wq *q, uint32_t s) {
+    fq_wq_entry *x = &q->e[s];
+    if (x->in_heap) {
+        fq_wq_heap_remove(q, &q->leases, s);
+        x->in_heap = 0;
+    }
+    q->n_inflight--;
+}
+
 /* ---- set-up ------------------------------------------------------------------------------- */
 
 static int fq_wq_init(fq_wq *q, uint64_t maxsize, int64_t max_bytes, int64_t vt,
@@ -172,7 +249,7 @@ static int fq_wq_init(fq_wq *q, uint64_t maxsize, int64_t max_bytes, int64_t vt,
 }
 
 static void fq_wq_destroy(fq_wq *q) {              /* the caller released the references */
-    free(q->e); free(q->delayed.a); free(q->leases.a); free(q->dead);
+    free(q->e); free(q->delayed.a); free(q->leases.a); free(q->dead); free(q->lfifo.a);
     memset(q, 0, sizeof *q);
 }
 
@@ -249,14 +326,16 @@ static int fq_wq_advance(fq_wq *q, int64_t now) {
      * in the ready lists: merging the two heaps by time keeps every class list ordered by
      * ready_at (which aging and the oldest-ready age read from the heads). */
     for (;;) {
-        int64_t tl = q->leases.n ? q->e[q->leases.a[0]].lease_deadline : INT64_MAX;
+        int64_t tl;
+        uint32_t sl = fq_wq_first_lease(q, &tl);
         int64_t td = q->delayed.n ? q->e[q->delayed.a[0]].ready_at : INT64_MAX;
         if (tl > now && td > now) break;
         if (tl <= td) {
-            uint32_t s = q->leases.a[0];
-            fq_wq_heap_remove(q, &q->leases, s);
+            fq_wq_lease_end(q, sl);
+            if (q->e[sl].state == FQ_WQ_INFLIGHT) q->e[sl].state = FQ_WQ_READY;  /* not live */
+            fq_wq_fifo_trim(q);
             q->lease_expiries++;
-            if (fq_wq_fail(q, s, tl, FQ_WQ_DEAD_DELIVERIES)) return FQ_WQ_NOMEM;
+            if (fq_wq_fail(q, sl, tl, FQ_WQ_DEAD_DELIVERIES)) return FQ_WQ_NOMEM;
         } else {
             uint32_t s = q->delayed.a[0];
             fq_wq_heap_remove(q, &q->delayed, s);
@@ -368,11 +447,13 @@ static int fq_wq_take(fq_wq *q, fq_wq_grant *g) {
         if (x->deliveries++ == 0 || x->first_delivery == INT64_MIN) x->first_delivery = q->now;
         x->last_delivery = q->now;
         x->lease_deadline = q->now + q->vt;
-        if (fq_wq_heap_push(q, &q->leases, s)) {
+        x->in_heap = 0;
+        if (fq_wq_fifo_push(q, s)) {
             x->deliveries--;
             fq_wq_ready_push(q, s, x->ready_at);
             return FQ_WQ_NOMEM;
         }
+        q->n_inflight++;
         g->msg = x->msg;
         g->receipt = ((uint64_t)s << FQ_WQ_GEN_BITS) | x->gen;
         g->tag = x->tag;
@@ -395,10 +476,11 @@ static inline uint32_t fq_wq_lookup(const fq_wq *q, uint64_t receipt) {
 static int fq_wq_ack(fq_wq *q, uint64_t receipt, void **msg, void **err, uint64_t *tag) {
     uint32_t s = fq_wq_lookup(q, receipt);
     if (s == FQ_WQ_NIL) return FQ_WQ_STALE;
-    fq_wq_heap_remove(q, &q->leases, s);
+    fq_wq_lease_end(q, s);
     *msg = q->e[s].msg; *err = q->e[s].err; *tag = q->e[s].tag;
     q->acked_total++;
     fq_wq_release(q, s);
+    fq_wq_fifo_trim(q);
     return FQ_WQ_OK;
 }
 
@@ -413,7 +495,9 @@ static int fq_wq_nack(fq_wq *q, uint64_t receipt, int64_t delay, void *err, void
     *tag = x->tag;
     *old_err = NULL;
     if (err) { *old_err = x->err; x->err = err; }
-    fq_wq_heap_remove(q, &q->leases, s);
+    fq_wq_lease_end(q, s);
+    x->state = FQ_WQ_READY;                           /* no longer a live lease */
+    fq_wq_fifo_trim(q);
     q->nacked_total++;
     return fq_wq_fail(q, s, q->now + (delay > 0 ? delay : 0), FQ_WQ_DEAD_REJECTED);
 }
@@ -425,8 +509,19 @@ static int fq_wq_extend(fq_wq *q, uint64_t receipt, int64_t by, int64_t *deadlin
     fq_wq_entry *x = &q->e[s];
     int64_t old = x->lease_deadline;
     x->lease_deadline = q->now + by;
-    if (x->lease_deadline < old) fq_wq_sift_up(q, &q->leases, x->heap_pos);
-    else fq_wq_sift_down(q, &q->leases, x->heap_pos);
+    if (!x->in_heap) {                                /* leaves the FIFO for the heap */
+        x->order = x->gen;
+        if (fq_wq_heap_push(q, &q->leases, s)) {
+            x->lease_deadline = old;
+            return FQ_WQ_NOMEM;
+        }
+        x->in_heap = 1;
+        fq_wq_fifo_trim(q);
+    } else if (x->lease_deadline < old) {
+        fq_wq_sift_up(q, &q->leases, x->heap_pos);
+    } else {
+        fq_wq_sift_down(q, &q->leases, x->heap_pos);
+    }
     *deadline = x->lease_deadline;
     return FQ_WQ_OK;
 }
@@ -434,8 +529,8 @@ static int fq_wq_extend(fq_wq *q, uint64_t receipt, int64_t by, int64_t *deadlin
 /* The next time something happens by itself (a delayed message due, a lease running out),
  * or INT64_MAX. */
 static inline int64_t fq_wq_next_due(const fq_wq *q) {
-    int64_t t = INT64_MAX;
-    if (q->leases.n) t = q->e[q->leases.a[0]].lease_deadline;
+    int64_t t;
+    fq_wq_first_lease(q, &t);
     if (q->delayed.n && q->e[q->delayed.a[0]].ready_at < t) t = q->e[q->delayed.a[0]].ready_at;
     return t;
 }
