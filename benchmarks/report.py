@@ -898,15 +898,22 @@ QUEUE_SCENARIOS: dict[str, LogScenario] = {
 }
 
 
-def render_queue(
+def _render_messages(
     groups: dict[str, list[LogRow]],
     verdicts: list[LogVerdict],
     metas: list[dict[str, Any]],
-    spread: bool = False,
-    meta: bool = True,
+    *,
+    scenarios: dict[str, LogScenario],
+    label: str,
+    workload: str,
+    peers_key: str,
+    peers_label: str,
+    spread: bool,
+    meta: bool,
 ) -> str:
-    """The work-queue table, like the SegmentLog one; with meta, the machine, build and load
-    lines first (when no other table printed them)."""
+    """A per-message table (work queue, topics): with meta, the machine, build and load lines
+    first (when no other table printed them), then the rounds, the ``workload`` line (settings
+    and the log directory's {path}, {fstype}, {device} formatted in) and the peers' versions."""
     lines: list[str] = render_meta(metas, ring=False)[:-1] if meta else []
     fb = metas[0].get("fastq_bench", {})
     s = fb.get("settings", {})
@@ -916,34 +923,64 @@ def render_queue(
             f"{s.get('rounds', '?')} rounds + {s.get('warmup', '?')} warm-up (fewer rounds, at "
             f"least {s.get('min_rounds', '?')}, past {s.get('budget', '?')} s of rounds)"
         )
+        fields = {
+            k: s.get(k, "?")
+            for k in ("queue_items", "queue_slow_items", "topic_items", "topic_slow_items")
+        }
         lines.append(
-            f"work queue: per round {s.get('queue_items', '?'):,} messages of 64 B (SQLite "
-            f"peers {s.get('queue_slow_items', '?'):,}); on-disk queues in "
-            f"{where.get('path', '?')} ({where.get('fstype', '?')} on {where.get('device', '?')})"
+            workload.format(
+                **fields,
+                path=where.get("path", "?"),
+                fstype=where.get("fstype", "?"),
+                device=where.get("device", "?"),
+            )
         )
         versions = sorted(
             {
-                f"{n.split()[0]} {p['version']}"
-                for n, p in fb.get("queue_peers", {}).items()
+                f"{p.get('dist', n.split()[0])} {p['version']}"
+                for n, p in fb.get(peers_key, {}).items()
                 if p.get("available")
                 and p.get("version") not in ("stdlib", "?")
                 and not n.startswith("fastq")
             }
         )
-        lines.append("queue peers: " + ", ".join([*versions, f"SQLite {fb.get('sqlite', '?')}"]))
+        lines.append(f"{peers_label}: " + ", ".join([*versions, f"SQLite {fb.get('sqlite', '?')}"]))
         lines.append("")
     lines += _rate_table(
         groups,
         verdicts,
-        QUEUE_SCENARIOS,
+        scenarios,
         unit="msgs",
         legend="fastq speed-up = the row's median per message / that of the scenario's fastq "
         "row (> 1: fastq is faster); MB/s counts payload bytes.",
-        label="work queue",
+        label=label,
         spread=spread,
         notes=False,
     )
     return "\n".join(lines)
+
+
+def render_queue(
+    groups: dict[str, list[LogRow]],
+    verdicts: list[LogVerdict],
+    metas: list[dict[str, Any]],
+    spread: bool = False,
+    meta: bool = True,
+) -> str:
+    """The work-queue table, like the SegmentLog one."""
+    return _render_messages(
+        groups,
+        verdicts,
+        metas,
+        scenarios=QUEUE_SCENARIOS,
+        label="work queue",
+        workload="work queue: per round {queue_items:,} messages of 64 B (SQLite peers "
+        "{queue_slow_items:,}); on-disk queues in {path} ({fstype} on {device})",
+        peers_key="queue_peers",
+        peers_label="queue peers",
+        spread=spread,
+        meta=meta,
+    )
 
 
 # ---- topic table ----------------------------------------------------------------------------
@@ -979,46 +1016,21 @@ def render_topic(
     spread: bool = False,
     meta: bool = True,
 ) -> str:
-    """The "Topics" table, like the work-queue one; with meta, the machine, build and load
-    lines first (when no other table printed them)."""
-    lines: list[str] = render_meta(metas, ring=False)[:-1] if meta else []
-    fb = metas[0].get("fastq_bench", {})
-    s = fb.get("settings", {})
-    where = fb.get("log_dir", {})
-    if fb:
-        lines.append(
-            f"{s.get('rounds', '?')} rounds + {s.get('warmup', '?')} warm-up (fewer rounds, at "
-            f"least {s.get('min_rounds', '?')}, past {s.get('budget', '?')} s of rounds)"
-        )
-        lines.append(
-            f"topics: 8 partitions, 10,000 str keys, per round {s.get('topic_items', '?'):,} "
-            f"messages of 64 B (SQLite topic {s.get('topic_slow_items', '?'):,}); on-disk "
-            f"topics in {where.get('path', '?')} ({where.get('fstype', '?')} on "
-            f"{where.get('device', '?')})"
-        )
-        versions = sorted(
-            {
-                f"{p.get('dist', n)} {p['version']}"
-                for n, p in fb.get("topic_peers", {}).items()
-                if p.get("available")
-                and p.get("version") not in ("stdlib", "?")
-                and not n.startswith("fastq")
-            }
-        )
-        lines.append("topic peers: " + ", ".join([*versions, f"SQLite {fb.get('sqlite', '?')}"]))
-        lines.append("")
-    lines += _rate_table(
+    """The "Topics" table, like the work-queue one."""
+    return _render_messages(
         groups,
         verdicts,
-        TOPIC_SCENARIOS,
-        unit="msgs",
-        legend="fastq speed-up = the row's median per message / that of the scenario's fastq "
-        "row (> 1: fastq is faster); MB/s counts payload bytes.",
+        metas,
+        scenarios=TOPIC_SCENARIOS,
         label="Topics",
+        workload="topics: 8 partitions, 10,000 str keys, per round {topic_items:,} messages of "
+        "64 B (SQLite topic {topic_slow_items:,}); on-disk topics in {path} ({fstype} on "
+        "{device})",
+        peers_key="topic_peers",
+        peers_label="topic peers",
         spread=spread,
-        notes=False,
+        meta=meta,
     )
-    return "\n".join(lines)
 
 
 def summarize_log(

@@ -30,22 +30,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 from models import QueueModel
-from test_queue_stateful import QueueMachine
+from test_queue_stateful import STRESS_SCALE, QueueMachine, ns
 
 from fastq import Delivery, FakeClock, Queue
 
-STRESS_SCALE = float(os.environ.get("FASTQ_STRESS_SCALE", "1"))
 SOAK = os.environ.get("FASTQ_SOAK") == "1"
-NS = 1_000_000_000
-PRIORITIES = ["critical", "high", "normal", "low"]
 BIG = 1_000_000.0  # a delay no clock step here reaches (wall-clock ready time in the journal)
 DELAYS = st.sampled_from([0.0, BIG])
-DURATIONS = st.sampled_from([0.0, 0.25, 0.5, 1.0, 1.75, 2.5, 4.0])
-STEPS = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0])
-
-
-def ns(seconds: float) -> int:
-    return round(seconds * NS)
 
 
 class DurableQueueMachine(QueueMachine):

@@ -205,24 +205,28 @@ class Queue:
                 if self._waiting:
                     self._wake()
                 return mid
+        msg, first = self._admit(message, fields)
+        if first is not None:
+            return first
+        try:
+            if not self._engine.offer(msg, delay):
+                self._put_wait(msg, delay, block, timeout)
+        except BaseException:
+            self._dedup_release(msg)
+            raise
+        if self._waiting:
+            self._wake()
+        return msg.id
+
+    def _admit(self, message: Any, fields: dict[str, Any]) -> tuple[Message, str | None]:
+        """The Message to put, and the first message's id when the dedup window drops it (its
+        key is taken otherwise: :meth:`_dedup_release` frees it if the put then fails)."""
         if self._closed:
             raise Closed(f"queue {self.name!r} is closed")
         msg = _message(message, fields)
         if self._dedup is not None and msg.idempotency_key is not None:
-            first = self._dedup_claim(msg)
-            if first is not None:
-                return first
-            try:
-                if not self._engine.offer(msg, delay):
-                    self._put_wait(msg, delay, block, timeout)
-            except BaseException:
-                self._dedup_release(msg)
-                raise
-        elif not self._engine.offer(msg, delay):
-            self._put_wait(msg, delay, block, timeout)
-        if self._waiting:
-            self._wake()
-        return msg.id
+            return msg, self._dedup_claim(msg)
+        return msg, None
 
     def put_many(
         self,
@@ -261,13 +265,9 @@ class Queue:
         self, message: Any, /, *, delay: float = 0.0, timeout: float | None = None, **fields: Any
     ) -> str:
         """:meth:`put`, waiting for room without blocking the event loop."""
-        if self._closed:
-            raise Closed(f"queue {self.name!r} is closed")
-        msg = _message(message, fields)
-        if self._dedup is not None and msg.idempotency_key is not None:
-            first = self._dedup_claim(msg)
-            if first is not None:
-                return first
+        msg, first = self._admit(message, fields)
+        if first is not None:
+            return first
         try:
             deadline = self._deadline(_timeout(timeout))
             while not self._engine.offer(msg, delay):
@@ -275,8 +275,7 @@ class Queue:
                 if self._closed:
                     raise Closed(f"queue {self.name!r} is closed")
         except BaseException:
-            if self._dedup is not None and msg.idempotency_key is not None:
-                self._dedup_release(msg)
+            self._dedup_release(msg)
             raise
         if self._waiting:
             self._wake()
@@ -645,10 +644,10 @@ class Queue:
             return None
 
     def _dedup_release(self, msg: Message) -> None:
-        """The put of ``msg`` failed: its key is free again."""
-        assert self._dedup is not None
+        """The put of ``msg`` failed: its key (if it took one) is free again."""
         key = msg.idempotency_key
-        assert key is not None
+        if self._dedup is None or key is None:
+            return
         with self._dedup_lock:
             if self._dedup_ids.get(key) == msg.id:
                 del self._dedup_ids[key]
