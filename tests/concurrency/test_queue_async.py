@@ -178,3 +178,33 @@ def test_cancelled_aget_loses_nothing(rng: Any) -> None:
     rest = q.get_many(rounds + 1, timeout=0) if st.ready else []
     payloads = sorted([d.message.payload for d in got] + [d.message.payload for d in rest])
     assert payloads == list(range(rounds)), rng
+
+
+def test_aget_many_waits_for_a_batch_from_another_thread_and_times_out() -> None:
+    """aget_many returns at least one and at most max_messages deliveries once another thread
+    puts a batch; with nothing to take, aget_many(timeout=...) raises Empty; a full queue's
+    aput waits until an ack makes room."""
+    q = Queue("batch", maxsize=5, visibility_timeout=30.0)
+
+    async def main() -> tuple[list[Delivery], list[Delivery], str]:
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(q.aget_many(3))
+        await asyncio.sleep(0)  # let it register as a waiter
+        threading.Thread(target=q.put_many, args=([1, 2, 3, 4],)).start()
+        got = await asyncio.wait_for(waiting, LIVENESS)
+        rest = await q.aget_many(10, timeout=0)
+        with pytest.raises(Empty):
+            await q.aget_many(2, timeout=0.05)
+        q.put(5)  # the queue now holds 5 (4 in flight + 1 ready): full
+        blocked = asyncio.ensure_future(q.aput(6))
+        await asyncio.sleep(0)
+        assert not blocked.done()
+        loop.call_soon(got[0].ack)  # room for one
+        mid = await asyncio.wait_for(blocked, LIVENESS)
+        return got, rest, mid
+
+    got, rest, mid = asyncio.run(main())
+    assert 1 <= len(got) <= 3
+    assert sorted(d.message.payload for d in got + rest) == [1, 2, 3, 4]
+    assert isinstance(mid, str)
+    assert len(q) == 5
