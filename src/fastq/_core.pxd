@@ -550,6 +550,7 @@ cdef class MemoryQueue:
     cdef public int room_waiters            # > 0 while puts wait for room
     cdef public bint direct_ack             # Delivery.ack may settle here without the facade
     cdef SegmentLog _journal                # a durable queue's journal (backends/log.py), or None
+    cdef object _codec                      # the journal's payload codec (None: JSON)
     cdef uint64_t _settled                  # settlements since the last retention pass
 
     cdef int64_t _now(self) except? -1

@@ -742,18 +742,19 @@ def make_messages(items):
     return msgs, keys
 
 
-def decode_records(list records not None, source):
+def decode_records(list records not None, source, codecs=()):
     """The messages in SegmentLog records whose values are envelopes (a durable topic's
     read), decoded in one loop without copying the values. Damage raises CorruptLogError
     naming ``source``, the record's offset and the byte within its envelope."""
     cdef Record r
     cdef list out = []
+    cdef tuple extra = tuple(codecs)
     for rec in records:
         r = <Record?>rec
         _check_record(r)
         try:
             out.append(_decode_raw(<const uint8_t *>(r._seg.map + r._value_at), r._value_len,
-                                   (), source, 0))
+                                   extra, source, 0))
         except _CorruptLogErrorM as exc:
             raise _CorruptLogErrorM(f"{source} (record {r.offset})", exc.position,
                                     exc.reason) from None

@@ -227,14 +227,16 @@ cdef class MemoryQueue:
 
     # ---- the journal of a durable queue (record layouts: fastq/backends/log.py) ------------
 
-    def attach_journal(self, SegmentLog log not None):
-        """Journal every change to ``log`` from now on (a durable queue, after recovery)."""
+    def attach_journal(self, SegmentLog log not None, codec=None):
+        """Journal every change to ``log`` from now on (a durable queue, after recovery);
+        ``codec`` encodes payloads that are not bytes or str (default: JSON)."""
         self._journal = log
+        self._codec = codec
         self.direct_ack = True
 
     cdef uint64_t _j_put(self, Message m, int64_t delay) except? 0xFFFFFFFFFFFFFFFF:
         cdef unsigned char key[9]
-        cdef bytes env = _encode(m, None)
+        cdef bytes env = _encode(m, self._codec)
         key[0] = b"P"
         if delay > 0:
             _le64(key + 1, <uint64_t>(fq_wall_ns() + delay))

@@ -566,3 +566,41 @@ def test_retention_runs_while_open_every_4096_settlements(tmp_path: Path) -> Non
     assert len(segment_files(d)) <= 3, segment_files(d)
     assert len(e) == 0
     e.close()
+
+
+# ---- payload codecs ----------------------------------------------------------------------------
+
+
+def test_codec_carries_payloads_json_cannot(tmp_path: Path) -> None:
+    """codec= encodes what is not bytes or str in the journal and the dead-letter queue:
+    MessagePack keeps bytes inside a payload (JSON refuses them); pickle keeps any object and
+    is read back because this queue passed it (a reader without it gets CodecError)."""
+    payload = {"raw": b"\x00\x01", "n": [1, 2.5]}
+    q = open_q(tmp_path, codec=fastq.codecs.MSGPACK, max_deliveries=1)
+    q.put(payload, id="mp")
+    q.put({"n": 2}, id="kept")
+    first = q.get(timeout=0)
+    assert first.message.id == "mp"
+    first.nack(error="boom")  # the last attempt: into the durable DLQ, MessagePack inside
+    q.close(drain=False)
+    q = open_q(tmp_path, codec=fastq.codecs.MSGPACK, max_deliveries=1)
+    d = q.get(timeout=0)
+    assert (d.message.id, d.message.payload) == ("kept", {"n": 2})
+    [dead] = q.dead_letter.list()
+    assert (dead.message.id, dead.message.payload, dead.last_error) == ("mp", payload, "boom")
+    q.close(drain=False)
+
+    pq = tmp_path / "pickled"
+    q = open_q(pq, codec=fastq.codecs.PICKLE)
+    q.put(frozenset({1, 2}), id="p")
+    q.close(drain=False)
+    with pytest.raises(fastq.CodecError):
+        open_q(pq)  # no pickle unless asked for
+    q = open_q(pq, codec=fastq.codecs.PICKLE)
+    assert q.get(timeout=0).message.payload == frozenset({1, 2})
+    q.close(drain=False)
+
+
+def test_codec_must_be_a_codec(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="codec"):
+        open_q(tmp_path, codec="msgpack")

@@ -670,3 +670,16 @@ def test_bad_consumer_arguments() -> None:
     # a failed construction did not join the group: c gets every partition
     c.poll()
     assert c.assignment() == [0, 1]
+
+
+def test_durable_topic_codec(tmp_path: Path) -> None:
+    """A durable topic stores object payloads with its codec and reads them back with it."""
+    t = Topic("c", partitions=2, path=str(tmp_path), codec=fastq.codecs.MSGPACK)
+    t.publish({"raw": b"\x00"}, key="k")
+    t.close()
+    t = Topic("c", partitions=2, path=str(tmp_path), codec=fastq.codecs.MSGPACK)
+    [rec] = t.consumer("g").poll()
+    assert rec.payload == {"raw": b"\x00"}
+    t.close()
+    with pytest.raises(TypeError, match="codec"):
+        Topic("d", codec=object())  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._core import MemoryQueue, Message, SegmentLog
+from ..codecs import Codec
 from ..errors import CorruptLogError
 from .base import Capabilities
 
@@ -61,9 +62,12 @@ class LogEngine:
         segment_bytes: int = 64 << 20,
         owner: Any = None,
         clock: Callable[[], float] | None = None,
+        codec: Codec | None = None,
         **options: Any,
     ) -> None:
         self._mem = MemoryQueue(clock=clock, owner=owner, **options)
+        self._codec = codec
+        self._codecs: tuple[Codec, ...] = () if codec is None else (codec,)
         self._max_deliveries: int = options.get("max_deliveries", 5)
         self._log = SegmentLog(directory, sync=sync, segment_bytes=segment_bytes)
         self._directory = directory
@@ -118,12 +122,16 @@ class LogEngine:
                 continue
             delay = max(0.0, (ready - now_wall) / 1e9) if ready else 0.0
             self._mem.restore(msg, delay, tag, attempts)
-        self._mem.attach_journal(self._log)
+        self._mem.attach_journal(self._log, self._codec)
         self._mem.retain()
         return len(live) - len(self._recovered_dead)
 
     def _decode(self, rec: Any) -> Message:
-        return Message.decode(rec.value_view, source=f"{self._directory} (record {rec.offset})")
+        return Message.decode(
+            rec.value_view,
+            codecs=self._codecs,
+            source=f"{self._directory} (record {rec.offset})",
+        )
 
     # ---- dead letters and housekeeping ---------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .._core import MemoryPartition, Message, SegmentLog, decode_records
+from ..codecs import Codec
 
 __all__ = ("LogPartition", "MemoryPartition", "PartitionEngine")
 
@@ -49,7 +50,10 @@ class LogPartition:
         retention_bytes: int | None = None,
         retention_seconds: float | None = None,
         segment_bytes: int = 64 << 20,
+        codec: Codec | None = None,
     ) -> None:
+        self._codec = codec
+        self._codecs: tuple[Codec, ...] = () if codec is None else (codec,)
         self._log = SegmentLog(
             directory,
             sync=sync,
@@ -60,19 +64,20 @@ class LogPartition:
         self._source = directory
 
     def append(self, message: Message) -> int:
-        return int(self._log.append(message.encode(), timestamp=message.timestamp))
+        return int(self._log.append(message.encode(self._codec), timestamp=message.timestamp))
 
     def append_many(self, messages: list[Message]) -> int:
         return int(
             self._log.append_many(
-                [m.encode() for m in messages], timestamps=[m.timestamp for m in messages]
+                [m.encode(self._codec) for m in messages],
+                timestamps=[m.timestamp for m in messages],
             )
         )
 
     def read(self, offset: int, max_records: int) -> list[Message]:
         start = self._log.start_offset
         records = self._log.read(max(offset, start), max_records)
-        return decode_records(records, self._source)  # one native loop, no copies
+        return decode_records(records, self._source, self._codecs)  # one native loop
 
     @property
     def start_offset(self) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .._core import Message, SegmentLog
+from ..codecs import Codec
 from ..errors import CorruptLogError
 from ..stats import DeadLetterStatistics
 
@@ -55,6 +56,7 @@ class DeadLetterQueue:
         maxsize: int | None = None,
         path: str | None = None,
         sync: str = "none",
+        codec: Codec | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
@@ -69,6 +71,7 @@ class DeadLetterQueue:
         self._lock = threading.Lock()
         self._added = 0
         self._dropped = 0
+        self._codec = codec
         self._log: SegmentLog | None = None
         self._offsets: deque[int] = deque()  # log offset of each held entry (durable only)
         if path is not None:
@@ -84,7 +87,12 @@ class DeadLetterQueue:
             try:
                 (n,) = _CONTEXT_LEN.unpack_from(value)
                 ctx = json.loads(bytes(value[4 : 4 + n]))
-                msg = Message.decode(value[4 + n :], source=source, position=4 + n)
+                msg = Message.decode(
+                    value[4 + n :],
+                    codecs=() if self._codec is None else (self._codec,),
+                    source=source,
+                    position=4 + n,
+                )
                 entry = DeadLetter(message=msg, **ctx)
             except CorruptLogError:
                 raise
@@ -104,7 +112,7 @@ class DeadLetterQueue:
             "last_error": entry.last_error,
         }
         raw = json.dumps(ctx, separators=(",", ":")).encode()
-        return _CONTEXT_LEN.pack(len(raw)) + raw + entry.message.encode()
+        return _CONTEXT_LEN.pack(len(raw)) + raw + entry.message.encode(self._codec)
 
     def _forget_through(self, n: int) -> None:
         """The oldest n held entries are gone: move the durable position past them."""

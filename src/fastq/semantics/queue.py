@@ -18,6 +18,7 @@ from .._core import DedupWindow, Delivery, Message
 from ..backends.base import Capabilities
 from ..backends.log import LogEngine
 from ..backends.memory import MEMORY_CAPABILITIES, MemoryEngine
+from ..codecs import Codec
 from ..errors import Closed, Empty, Full
 from ..stats import QueueStatistics
 from .dlq import DeadLetter, DeadLetterQueue
@@ -93,6 +94,7 @@ class Queue:
         sync: str = "none",
         clock: Callable[[], float] | None = None,
         priority_aging: float | None = 10.0,
+        codec: Codec | None = None,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
@@ -104,6 +106,9 @@ class Queue:
             raise TypeError(
                 f"dead_letter must be 'auto', a DeadLetterQueue or None, got {dead_letter!r}"
             )
+        if codec is not None and not isinstance(codec, Codec):
+            raise TypeError(f"codec must be a fastq.codecs.Codec, got {type(codec).__name__}")
+        self.codec = codec
         ttl = None
         if dedup_window is not None:
             ttl = _timeout(dedup_window, "dedup_window")
@@ -166,11 +171,14 @@ class Queue:
         """Open the journal and the automatic dead-letter queue, replay; on any failure close
         what was opened (a failed constructor must not keep the directories locked)."""
         assert self.path is not None
-        engine = LogEngine(self.path, sync=sync, **options)
+        engine = LogEngine(self.path, sync=sync, codec=self.codec, **options)
         try:
             if self._own_dlq:
                 self.dead_letter = DeadLetterQueue(
-                    f"{self.name}.dlq", path=os.path.join(root, f"{self.name}.dlq"), sync=sync
+                    f"{self.name}.dlq",
+                    path=os.path.join(root, f"{self.name}.dlq"),
+                    sync=sync,
+                    codec=self.codec,
                 )
             self._log_engine = engine
             self._engine = engine.engine

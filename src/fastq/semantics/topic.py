@@ -23,6 +23,7 @@ from .._core import (
 )
 from .._core import partition as _partition
 from ..backends.partition import LogPartition, MemoryPartition, PartitionEngine
+from ..codecs import Codec
 from ..errors import Closed, OffsetOutOfRange
 
 __all__ = ("Consumer", "Topic")
@@ -58,6 +59,7 @@ class Topic:
         retention_seconds: float | None = None,
         sync: str = "none",
         segment_bytes: int = 64 << 20,
+        codec: Codec | None = None,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
@@ -78,6 +80,8 @@ class Topic:
                 raise ValueError(f"retention_seconds must be > 0, got {retention_seconds!r}")
         if sync != "none" and path is None:
             raise ValueError(f"sync applies to durable topics (path=); got {sync!r} without a path")
+        if codec is not None and not isinstance(codec, Codec):
+            raise TypeError(f"codec must be a fastq.codecs.Codec, got {type(codec).__name__}")
         self.path = None if path is None else os.path.join(os.fspath(path), name)
         self._parts: list[PartitionEngine] = []
         for p in range(self.partitions):
@@ -95,6 +99,7 @@ class Topic:
                         retention_bytes=retention_bytes,
                         retention_seconds=retention_seconds,
                         segment_bytes=segment_bytes,
+                        codec=codec,
                     )
                 )
         self._rr = itertools.count()
