@@ -572,18 +572,19 @@ def test_retention_runs_while_open_every_4096_settlements(tmp_path: Path) -> Non
 
 
 def test_codec_carries_payloads_json_cannot(tmp_path: Path) -> None:
-    """codec= encodes what is not bytes or str in the journal and the dead-letter queue:
-    MessagePack keeps bytes inside a payload (JSON refuses them); pickle keeps any object and
-    is read back because this queue passed it (a reader without it gets CodecError)."""
-    payload = {"raw": b"\x00\x01", "n": [1, 2.5]}
-    q = open_q(tmp_path, codec=fastq.codecs.MSGPACK, max_deliveries=1)
+    """codec= encodes what is not bytes or str in the journal and the dead-letter queue: here
+    pickle, which keeps bytes inside a payload (JSON refuses them) and any object, and is read
+    back because this queue passed it (a reader without it gets CodecError). Pickle, not
+    MessagePack, so that this also runs where msgspec is not installed (the 3.13t stage)."""
+    payload = {"raw": b"\x00\x01", "n": (1, 2.5)}
+    q = open_q(tmp_path, codec=fastq.codecs.PICKLE, max_deliveries=1)
     q.put(payload, id="mp")
     q.put({"n": 2}, id="kept")
     first = q.get(timeout=0)
     assert first.message.id == "mp"
-    first.nack(error="boom")  # the last attempt: into the durable DLQ, MessagePack inside
+    first.nack(error="boom")  # the last attempt: into the durable DLQ, pickled inside
     q.close(drain=False)
-    q = open_q(tmp_path, codec=fastq.codecs.MSGPACK, max_deliveries=1)
+    q = open_q(tmp_path, codec=fastq.codecs.PICKLE, max_deliveries=1)
     d = q.get(timeout=0)
     assert (d.message.id, d.message.payload) == ("kept", {"n": 2})
     [dead] = q.dead_letter.list()
