@@ -163,61 +163,36 @@ def _impls(mode: str) -> list[Any]:
     return [pytest.param(name, id=name.replace(" ", "-")) for name in topic_supporting(mode)]
 
 
-@pytest.mark.parametrize("topic_impl", _impls("memory"))
-def test_topic_publish_keyed(
-    benchmark: Any, settings: Settings, topic_type: type[TopicPeer], topic_impl: str, log_dir: str
+#: (scenario, durable, kind): one benchmark each, for every implementation that supports it
+SCENARIOS = (
+    ("topic_publish_keyed", False, "keyed"),
+    ("topic_publish_key_kwarg", False, "kwarg"),
+    ("topic_publish_many", False, "many"),
+    ("topic_poll_batch", False, "poll"),
+    ("topic_durable_publish_keyed", True, "keyed"),
+    ("topic_durable_poll_batch", True, "poll"),
+)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "durable", "kind", "topic_impl"),
+    [
+        pytest.param(sc, durable, kind, impl.values[0], id=f"{sc}-{impl.id}")
+        for sc, durable, kind in SCENARIOS
+        for impl in _impls("durable" if durable else "memory")
+    ],
+)
+def test_topic(
+    benchmark: Any,
+    settings: Settings,
+    topic_type: type[TopicPeer],
+    log_dir: str,
+    scenario: str,
+    durable: bool,
+    kind: str,
+    topic_impl: str,
 ) -> None:
     _bench(
         benchmark, settings, topic_type, topic_impl, log_dir,
-        scenario="topic_publish_keyed", durable=False, kind="keyed",
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("topic_impl", _impls("memory"))
-def test_topic_publish_key_kwarg(
-    benchmark: Any, settings: Settings, topic_type: type[TopicPeer], topic_impl: str, log_dir: str
-) -> None:
-    _bench(
-        benchmark, settings, topic_type, topic_impl, log_dir,
-        scenario="topic_publish_key_kwarg", durable=False, kind="kwarg",
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("topic_impl", _impls("memory"))
-def test_topic_publish_many(
-    benchmark: Any, settings: Settings, topic_type: type[TopicPeer], topic_impl: str, log_dir: str
-) -> None:
-    _bench(
-        benchmark, settings, topic_type, topic_impl, log_dir,
-        scenario="topic_publish_many", durable=False, kind="many",
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("topic_impl", _impls("memory"))
-def test_topic_poll_batch(
-    benchmark: Any, settings: Settings, topic_type: type[TopicPeer], topic_impl: str, log_dir: str
-) -> None:
-    _bench(
-        benchmark, settings, topic_type, topic_impl, log_dir,
-        scenario="topic_poll_batch", durable=False, kind="poll",
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("topic_impl", _impls("durable"))
-def test_topic_durable_publish_keyed(
-    benchmark: Any, settings: Settings, topic_type: type[TopicPeer], topic_impl: str, log_dir: str
-) -> None:
-    _bench(
-        benchmark, settings, topic_type, topic_impl, log_dir,
-        scenario="topic_durable_publish_keyed", durable=True, kind="keyed",
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("topic_impl", _impls("durable"))
-def test_topic_durable_poll_batch(
-    benchmark: Any, settings: Settings, topic_type: type[TopicPeer], topic_impl: str, log_dir: str
-) -> None:
-    _bench(
-        benchmark, settings, topic_type, topic_impl, log_dir,
-        scenario="topic_durable_poll_batch", durable=True, kind="poll",
+        scenario=scenario, durable=durable, kind=kind,
     )  # fmt: skip
