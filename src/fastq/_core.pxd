@@ -554,7 +554,6 @@ cdef class MemoryQueue:
     cdef uint64_t _settled                  # settlements since the last retention pass
 
     cdef int64_t _now(self) except? -1
-    cdef inline double _sec(self, int64_t ns)
     cdef int _nomem(self) except -1
     cdef bint _offer(self, Message m, int64_t delay, int64_t now, uint64_t tag=*,
                      uint32_t deliveries=*, bint force=*) except -1
@@ -566,7 +565,6 @@ cdef class MemoryQueue:
     cdef int _j_tag_list(self, char op, list tags) except -1
     cdef uint64_t _j_put(self, Message m, int64_t delay) except? 0xFFFFFFFFFFFFFFFF
     cdef int _j_tags(self, char op, uint64_t *tags, Py_ssize_t n) except -1
-    cdef int _j_deliver(self, fq_wq_grant *g) except -1
     cdef int _j_deliver_many(self, fq_wq_grant *gs, Py_ssize_t k) except -1
 
 

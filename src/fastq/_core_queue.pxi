@@ -177,9 +177,6 @@ cdef class MemoryQueue:
             raise ValueError(f"clock() must return a finite number of seconds, got {t!r}")
         return <int64_t>(t * 1e9)
 
-    cdef inline double _sec(self, int64_t ns):
-        return ns * 1e-9
-
     cdef int _nomem(self) except -1:
         raise MemoryError("MemoryQueue: out of memory")
 
@@ -278,16 +275,20 @@ cdef class MemoryQueue:
         return 0
 
     cdef int _j_deliver_many(self, fq_wq_grant *gs, Py_ssize_t k) except -1:
+        """Deliver records: (tag, attempt) pairs, as many per record as the log allows."""
         cdef char key = b"D"
         cdef Py_ssize_t per = <Py_ssize_t>((self._journal._max_record - 1) // 12)
         cdef Py_ssize_t i, j, m
+        cdef unsigned char small[120]
         cdef bytes value
         cdef unsigned char *p
         i = 0
-        while i < k:                                 # records fit the log's largest
+        while i < k:
             m = min(per, k - i)
-            value = PyBytes_FromStringAndSize(NULL, 12 * m)
-            p = <unsigned char *>PyBytes_AS_STRING(value)
+            p = small
+            if m > 10:
+                value = PyBytes_FromStringAndSize(NULL, 12 * m)
+                p = <unsigned char *>PyBytes_AS_STRING(value)
             for j in range(m):
                 _le64(p + 12 * j, gs[i + j].tag)
                 p[12 * j + 8] = <unsigned char>gs[i + j].attempt
@@ -296,17 +297,6 @@ cdef class MemoryQueue:
                 p[12 * j + 11] = <unsigned char>(gs[i + j].attempt >> 24)
             self._journal._append_raw(&key, 1, <const char *>p, 12 * m, fq_wall_ns())
             i += m
-        return 0
-
-    cdef int _j_deliver(self, fq_wq_grant *g) except -1:
-        cdef unsigned char value[12]
-        cdef char key = b"D"
-        _le64(value, g.tag)
-        value[8] = <unsigned char>g.attempt
-        value[9] = <unsigned char>(g.attempt >> 8)
-        value[10] = <unsigned char>(g.attempt >> 16)
-        value[11] = <unsigned char>(g.attempt >> 24)
-        self._journal._append_raw(&key, 1, <const char *>value, 12, fq_wall_ns())
         return 0
 
     def shutdown(self):
@@ -340,12 +330,6 @@ cdef class MemoryQueue:
         low = fq_wq_min_tag(&self._q)
         fq_pylock_release(&self._lock)
         self._journal.truncate_before(self._journal.end_offset if low == <uint64_t>-1 else low)
-
-    def offer_tagged(self, Message message not None, delay, uint64_t tag):
-        """offer() for a durable queue: ``tag`` (the put record's offset) comes back with the
-        delivery (Delivery._tag), ack_tag, nack_tag and take_dead."""
-        cdef int64_t d = 0 if delay == 0.0 else _seconds_ns(delay, "delay", True)
-        return self._offer(message, d, self._now(), tag)
 
     def restore(self, Message message not None, delay, uint64_t tag, uint32_t deliveries):
         """Put back a message a durable queue recovered, with its attempt count, ignoring the
@@ -417,7 +401,7 @@ cdef class MemoryQueue:
             self._nomem()
         d = self._delivery(&g)                      # owns the message before any I/O
         if self._journal is not None:
-            self._j_deliver(&g)
+            self._j_deliver_many(&g, 1)
         return d
 
     cdef Delivery _delivery(self, fq_wq_grant *g):
@@ -510,12 +494,6 @@ cdef class MemoryQueue:
         """Settle a delivery as done. InvalidReceipt if the receipt is stale."""
         self._ack(receipt)
 
-    def ack_tag(self, receipt):
-        """ack(), returning the message's tag."""
-        cdef uint64_t t = 0
-        self._ack_u64(self._as_receipt(receipt), INT64_MIN, &t)
-        return t
-
     def ack_many(self, receipts):
         """Ack each receipt (or Delivery); every valid one is acked even when some are stale
         (then InvalidReceipt names how many and the first)."""
@@ -544,10 +522,6 @@ cdef class MemoryQueue:
 
     def nack(self, receipt, delay=None, error=None):
         """A failed attempt (see Delivery.nack). Returns True if the message was dead-lettered."""
-        return self.nack_tag(receipt, delay, error)[0]
-
-    def nack_tag(self, receipt, delay=None, error=None):
-        """nack(), returning (dead-lettered?, the message's tag)."""
         cdef void *old = NULL
         cdef uint64_t tag = 0
         cdef uint64_t r = self._as_receipt(receipt)
@@ -575,7 +549,7 @@ cdef class MemoryQueue:
                 self._journal.append(value, key=b"N")
             if dead and self.room_waiters:
                 self.on_room()
-            return dead, tag
+            return dead
         if err is not None:
             Py_DECREF(err)
         if rc == FQ_WQ_STALE:
@@ -646,10 +620,6 @@ cdef class MemoryQueue:
 
     def purge(self):
         """Drop every ready message (not delayed, not in flight); returns how many."""
-        return len(self.purge_tags())
-
-    def purge_tags(self):
-        """purge(), returning the dropped messages' tags."""
         cdef void *msg
         cdef void *err
         cdef uint64_t tag
@@ -668,7 +638,7 @@ cdef class MemoryQueue:
             self._j_tag_list(b"A", tags)
         if dropped and self.room_waiters:
             self.on_room()
-        return tags
+        return len(tags)
 
     def now(self):
         """The queue clock's now, in seconds."""

@@ -41,7 +41,9 @@ _FIELDS = frozenset(
 )
 
 
-def _message(obj: Any, fields: dict[str, Any]) -> Message:
+def message_from(obj: Any, fields: dict[str, Any]) -> Message:
+    """The Message a put or publish stores: ``obj`` itself, a copy with ``fields`` changed,
+    or a new Message of payload ``obj``; an unknown field is a TypeError."""
     if fields:
         for name in fields:
             if name not in _FIELDS:
@@ -231,7 +233,7 @@ class Queue:
         key is taken otherwise: :meth:`_dedup_release` frees it if the put then fails)."""
         if self._closed:
             raise Closed(f"queue {self.name!r} is closed")
-        msg = _message(message, fields)
+        msg = message_from(message, fields)
         if self._dedup is not None and msg.idempotency_key is not None:
             return msg, self._dedup_claim(msg)
         return msg, None
@@ -255,9 +257,9 @@ class Queue:
         ids: list[str] = []
         if self._dedup is None and not fields:
             ids = self._engine.offer_payloads(items, delay)  # stops at the first that does not fit
-            rest = [_message(m, fields) for m in items[len(ids) :]]
+            rest = [message_from(m, fields) for m in items[len(ids) :]]
         else:
-            rest = [_message(m, fields) for m in items]
+            rest = [message_from(m, fields) for m in items]
         try:
             for msg in rest:
                 ids.append(self.put(msg, delay=delay, block=block, timeout=timeout))

@@ -8,6 +8,7 @@ import datetime as _dt
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,12 +26,10 @@ from .._core import partition as _partition
 from ..backends.partition import LogPartition, MemoryPartition, PartitionEngine
 from ..codecs import Codec
 from ..errors import Closed, OffsetOutOfRange
+from .queue import message_from
 
 __all__ = ("Consumer", "Topic")
 
-_FIELDS = frozenset(
-    {"type", "priority", "headers", "id", "idempotency_key", "deadline", "source", "trace_id"}
-)
 _Callback = Callable[[list[int]], object]
 
 
@@ -156,14 +155,7 @@ class Topic:
         return publish_grouped(self._parts, msgs, order, counts)
 
     def _message(self, obj: Any, key: Any, fields: dict[str, Any]) -> Message:
-        for name in fields:
-            if name not in _FIELDS:
-                raise TypeError(f"unexpected keyword argument {name!r}")
-        if type(obj) is Message:
-            if key is not None:
-                fields = {**fields, "key": key}
-            return obj.replace(**fields) if fields else obj
-        return Message(obj, key=key, **fields)
+        return message_from(obj, fields if key is None else {**fields, "key": key})
 
     # ---- consume --------------------------------------------------------------------------
 
@@ -378,7 +370,7 @@ class Consumer:
             if not self.auto_commit_interval:
                 self.commit()
             else:
-                now = _monotonic()
+                now = time.monotonic()
                 if now - self._last_auto_commit >= self.auto_commit_interval:
                     self._last_auto_commit = now
                     self.commit()
@@ -386,13 +378,13 @@ class Consumer:
         out = self._fetch(max_records)
         if out or not timeout:
             return out
-        deadline = _monotonic() + timeout
+        deadline = time.monotonic() + timeout
         delay = 0.0005
         while not out:
-            remaining = deadline - _monotonic()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            threading.Event().wait(min(delay, remaining))  # new records are not signalled
+            time.sleep(min(delay, remaining))  # appends are not signalled: back off and look
             delay = min(delay * 2, 0.05)
             self._rebalance()
             out = self._fetch(max_records)
@@ -548,9 +540,3 @@ class Consumer:
 
     def __repr__(self) -> str:
         return f"Consumer(group={self.group!r}, assignment={self.assignment()})"
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
