@@ -28,6 +28,10 @@ Fixtures: ``settings`` (those sizes), ``peer_type`` (the peer class named by the
 ``hasher_type`` and ``window_type`` (the hashing implementation and dedup window named by the
 test's ``hasher`` and ``window`` parameters), ``queue_type`` (the work queue named by the
 test's ``queue_impl`` parameter).
+
+The pipeline benchmarks (bench_pipeline.py) take --bench-pipeline-items (messages per round end
+to end), --bench-pipeline-adaptive-items (the adaptive scenario's backlog) and
+--bench-pipeline-workers (worker threads or tasks per lane of the hand-written pipelines).
 """
 
 from __future__ import annotations
@@ -99,6 +103,9 @@ _OPTIONS: dict[str, str] = {
     "queue_slow_items": "work queue: messages per round (the SQLite peers)",
     "topic_items": "topic: messages per round (fastq.Topic, the dict of lists)",
     "topic_slow_items": "topic: messages per round (the SQLite topic)",
+    "pipeline_items": "pipelines: messages per round, end to end (e2e_threads, e2e_asyncio)",
+    "pipeline_adaptive_items": "pipelines: backlog per round in the adaptive scenario",
+    "pipeline_workers": "pipelines: worker threads (asyncio: tasks) per lane, hand-written",
 }
 
 
@@ -193,6 +200,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"fastq work-queue bench: items={s.queue_items:,} slow_items={s.queue_slow_items:,}; "
         f"peers: {queue_peers}",
         f"fastq topic bench: items={s.topic_items:,} slow_items={s.topic_slow_items:,}",
+        f"fastq pipeline bench: items={s.pipeline_items:,} "
+        f"adaptive_items={s.pipeline_adaptive_items:,} hand-written workers/lane="
+        f"{s.pipeline_workers}",
     ]
 
 

@@ -54,6 +54,10 @@ class Settings:
     # ---- partitioned topics (bench_topic.py) ----
     topic_items: int = 200_000  # messages per round, fastq.Topic and the dict of lists
     topic_slow_items: int = 20_000  # messages per round, the SQLite topic (durable scenarios)
+    # ---- pipelines (bench_pipeline.py) ----
+    pipeline_items: int = 200_000  # messages per round through the end-to-end pipelines
+    pipeline_adaptive_items: int = 3_000  # backlog per round in the adaptive scenario
+    pipeline_workers: int = 4  # hand-written pipelines: worker threads (tasks) per lane
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

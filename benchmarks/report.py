@@ -24,7 +24,14 @@ scenario's fastq row over each other row, and the targets of HASH_SCENARIOS.
 
 The work-queue benchmarks (bench_queue.py, ``extra_info["table"] == "queue"``) get a fourth:
 messages/s and MB/s (payload bytes) per implementation, the speed-up of the scenario's fastq
-row over each other row, and the targets of QUEUE_SCENARIOS.
+row over each other row, and the targets of QUEUE_SCENARIOS. The topic benchmarks
+(bench_topic.py) get a fifth, built the same way (TOPIC_SCENARIOS).
+
+The pipeline benchmarks (bench_pipeline.py, ``extra_info["table"] == "pipeline"``) get a
+sixth, "Pipelines": messages/s, wall and CPU microseconds per message, handler latency
+percentiles and the concurrency limit per implementation, an ``overhead`` group (the
+end-to-end rows as time per message) and the targets of PIPELINE_SCENARIOS plus the
+overhead and adaptive-concurrency targets (pipeline_verdicts).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ LOG_TABLE = "log"
 HASH_TABLE = "hash"
 QUEUE_TABLE = "queue"
 TOPIC_TABLE = "topic"
+PIPELINE_TABLE = "pipeline"
 
 
 @dataclass(frozen=True)
@@ -99,8 +107,8 @@ def load_rows(data: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
-        if info.get("table") in (LOG_TABLE, HASH_TABLE, QUEUE_TABLE, TOPIC_TABLE):
-            continue  # the SegmentLog, hashing, work-queue and topic tables (load_log_rows)
+        if info.get("table") in (LOG_TABLE, HASH_TABLE, QUEUE_TABLE, TOPIC_TABLE, PIPELINE_TABLE):
+            continue  # the SegmentLog, hashing, work-queue, topic, pipeline tables (load_log_rows)
         scenario = info.get("scenario") or bench.get("group") or bench["name"]
         impl = info.get("impl") or bench.get("param") or bench["name"]
         median = float(bench["stats"]["median"])
@@ -347,6 +355,8 @@ class LogTarget:
     min_records_per_s: float | None = None
     min_bytes_per_s: float | None = None
     max_seconds: float | None = None
+    #: the fastq row judged, when not the scenario's ref (e.g. its batch-API row)
+    subject: str | None = None
 
     def label(self) -> str:
         if self.speedup is not None:
@@ -477,7 +487,19 @@ class LogRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_LOG_EXTRA = ("records_per_fsync", "fsyncs_per_round", "records_in_log", "bytes_truncated")
+_LOG_EXTRA = (
+    "records_per_fsync",
+    "fsyncs_per_round",
+    "records_in_log",
+    "bytes_truncated",
+    # the pipeline table (bench_pipeline.py): medians over the rounds
+    "cpu_s",
+    "limit",
+    "p50_s",
+    "p99_s",
+    "tail_limit",
+    "tail_inflight",
+)
 
 
 def load_log_rows(data: dict[str, Any], table: str = LOG_TABLE) -> list[LogRow]:
@@ -574,16 +596,23 @@ def compare_log(
                     row.fastq_speedup = ref.items_per_s / row.items_per_s
         parts: list[tuple[str, bool | None, str]] = []
         for target in spec.targets:
-            judged = next((r for r in group if r.impl == target.impl), None) if target.impl else ref
+            subject = ref
+            if target.subject is not None:
+                subject = next((r for r in group if r.impl == target.subject), None)
+            judged = (
+                next((r for r in group if r.impl == target.impl), None) if target.impl else subject
+            )
             what = target.label() + (f" {target.impl}" if target.impl else "")
-            if ref is None or judged is None:
+            if target.subject is not None:
+                what += f" ({target.subject})"
+            if subject is None or judged is None:
                 parts.append((what, None, "not measured"))
                 continue
-            ok = target.judge(ref, judged)
+            ok = target.judge(subject, judged)
             judged.targets.append(target.label())
             judged.met.append(ok)
             if target.speedup is not None:
-                measured = f"{ref.items_per_s / judged.items_per_s:.2f}x"
+                measured = f"{subject.items_per_s / judged.items_per_s:.2f}x"
             elif target.min_bytes_per_s is not None:
                 measured = _bytes_rate(judged.bytes_per_s)
             elif target.max_seconds is not None:
@@ -1033,6 +1062,229 @@ def render_topic(
     )
 
 
+# ---- pipeline table -------------------------------------------------------------------------
+
+#: the end-to-end targets of issue 6; the overhead and adaptive targets are judged in
+#: pipeline_verdicts (they are not rates)
+PIPELINE_SCENARIOS: dict[str, LogScenario] = {
+    "e2e_threads": LogScenario(
+        "producer -> router -> 4 lanes -> a consumer pool per lane (threads) -> ack, no-op "
+        "handler, one send at a time (send_many: batches of 1,000)",
+        targets=(
+            LogTarget(min_records_per_s=300e3),
+            LogTarget(impl="hand-written", speedup=3.0, subject="fastq send_many"),
+        ),
+    ),
+    "e2e_asyncio": LogScenario(
+        "the same on one event loop (asyncio-mode pools, async handlers)",
+        targets=(LogTarget(impl="hand-written", speedup=3.0, subject="fastq send_many"),),
+    ),
+    "overhead": LogScenario(
+        "the end-to-end rows as wall (and CPU, all threads) microseconds per message",
+        ref=None,
+    ),
+    "adaptive": LogScenario(
+        "a backlog on one queue, one pool, a downstream with a knee at 8 concurrent calls "
+        "(2 ms each up to 8, 2 ms x k/8 past it)",
+        ref="fastq gradient",
+    ),
+}
+#: framework overhead per message, end to end (fastq e2e_threads, default pools)
+PIPELINE_MAX_US = 3.0
+#: the adaptive scenario's best concurrency, and how close the adaptive pools must settle
+PIPELINE_KNEE = 8
+PIPELINE_SETTLE = 0.2
+_ADAPTIVE_IMPLS = ("fastq gradient", "fastq aimd")
+_ADAPTIVE_MAX = "fixed 64 (max)"
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:.2f}"
+
+
+def _ms(seconds: Any) -> str:
+    return "" if seconds is None else f"{float(seconds) * 1e3:.1f} ms"
+
+
+def pipeline_groups(
+    groups: dict[str, list[LogRow]], verdicts: list[LogVerdict]
+) -> tuple[dict[str, list[LogRow]], list[LogVerdict]]:
+    """Add the ``overhead`` group (copies of the end-to-end rows, impl "<impl> (<mode>)")
+    and the overhead and adaptive verdicts to what compare_log made."""
+    out: dict[str, list[LogRow]] = {}
+    overhead: list[LogRow] = []
+    for name, group in groups.items():
+        out[name] = group
+        if name in ("e2e_threads", "e2e_asyncio"):
+            mode = name.split("_")[1]
+            for row in group:
+                copy = LogRow(**{**asdict(row), "targets": [], "met": [], "fastq_speedup": None})
+                copy.impl = f"{row.impl} ({mode})"
+                copy.scenario = "overhead"
+                overhead.append(copy)
+    verdicts = list(verdicts)
+    ref = next((r for r in overhead if r.impl == "fastq (threads)"), None)
+    what = f"<= {PIPELINE_MAX_US:g} us/message (fastq, threads)"
+    if ref is not None:
+        per = ref.median_s / ref.items
+        ok = per * 1e6 <= PIPELINE_MAX_US
+        ref.targets.append(f"<= {PIPELINE_MAX_US:g} us")
+        ref.met.append(ok)
+        cpu = ref.extra.get("cpu_s")
+        measured = f"{per * 1e6:.2f} us" + (
+            f" (CPU {float(cpu) / ref.items * 1e6:.2f} us)" if cpu is not None else ""
+        )
+        verdicts.append(LogVerdict("overhead", what, ok, measured))
+    elif "e2e_threads" in groups:
+        verdicts.append(LogVerdict("overhead", what, None, "not measured"))
+    if overhead:
+        items = list(out.items())
+        at = next((k + 1 for k, (n, _) in enumerate(items) if n == "e2e_asyncio"), None)
+        if at is None:
+            at = next((k + 1 for k, (n, _) in enumerate(items) if n == "e2e_threads"), len(items))
+        items.insert(at, ("overhead", overhead))
+        out = dict(items)
+    adaptive = groups.get("adaptive")
+    if adaptive:
+        by = {r.impl: r for r in adaptive}
+        worst = by.get(_ADAPTIVE_MAX)
+        lo, hi = PIPELINE_KNEE * (1 - PIPELINE_SETTLE), PIPELINE_KNEE * (1 + PIPELINE_SETTLE)
+        for impl in _ADAPTIVE_IMPLS:
+            arow = by.get(impl)
+            settle = f"{impl}: settles within {PIPELINE_SETTLE:.0%} of {PIPELINE_KNEE}"
+            below = f"{impl}: p99 below {_ADAPTIVE_MAX}"
+            if arow is None or "tail_limit" not in arow.extra:
+                verdicts.append(LogVerdict("adaptive", settle, None, "not measured"))
+                verdicts.append(LogVerdict("adaptive", below, None, "not measured"))
+                continue
+            limit = float(arow.extra["tail_limit"])
+            ok = lo <= limit <= hi
+            arow.targets.append(f"limit {lo:g}-{hi:g}")
+            arow.met.append(ok)
+            verdicts.append(LogVerdict("adaptive", settle, ok, f"mean limit {limit:.1f}"))
+            if worst is None or "p99_s" not in worst.extra or "p99_s" not in arow.extra:
+                verdicts.append(LogVerdict("adaptive", below, None, "not measured"))
+                continue
+            p99, p99_max = float(arow.extra["p99_s"]), float(worst.extra["p99_s"])
+            ok = p99 < p99_max
+            arow.targets.append("p99 < max's")
+            arow.met.append(ok)
+            verdicts.append(LogVerdict("adaptive", below, ok, f"{_ms(p99)} vs {_ms(p99_max)}"))
+    return out, verdicts
+
+
+def render_pipeline(
+    groups: dict[str, list[LogRow]],
+    verdicts: list[LogVerdict],
+    metas: list[dict[str, Any]],
+    spread: bool = False,
+    meta: bool = True,
+) -> str:
+    """The "Pipelines" table (groups and verdicts from pipeline_groups)."""
+    lines: list[str] = render_meta(metas, ring=False)[:-1] if meta else []
+    fb = metas[0].get("fastq_bench", {})
+    s = fb.get("settings", {})
+    if fb:
+        lines.append(
+            f"{s.get('rounds', '?')} rounds + {s.get('warmup', '?')} warm-up (fewer rounds, at "
+            f"least {s.get('min_rounds', '?')}, past {s.get('budget', '?')} s of rounds)"
+        )
+        lines.append(
+            f"pipelines: {s.get('pipeline_items', '?'):,} messages per round end to end, 4 "
+            f"lanes; hand-written: {s.get('pipeline_workers', '?')} workers per lane; adaptive: "
+            f"a backlog of {s.get('pipeline_adaptive_items', '?'):,}, knee {PIPELINE_KNEE}"
+        )
+        lines.append("")
+    header = [
+        "scenario",
+        "impl",
+        "rounds",
+        "msgs/round",
+        "median",
+        "msgs/s",
+        "fastq speed-up",
+        "us/msg",
+        "CPU us/msg",
+        "p50",
+        "p99",
+        "limit",
+        "target",
+        "",
+    ]
+    if spread:
+        header.insert(5, "IQR")
+    table: list[list[str]] = []
+    for name, group in groups.items():
+        for k, row in enumerate(group):
+            cpu = row.extra.get("cpu_s")
+            if name == "adaptive":
+                limit = row.extra.get("tail_limit")
+                busy = row.extra.get("tail_inflight")
+                lim = "" if limit is None else f"{float(limit):.1f}"
+                if busy is not None:
+                    lim += f" ({float(busy):.1f} busy)"
+            else:
+                limit = row.extra.get("limit")
+                lim = "" if limit is None else f"{float(limit):.1f}"
+            over = name == "overhead"
+            cells = [
+                name if k == 0 else "",
+                row.impl,
+                str(row.rounds),
+                _count(row.items),
+                _time(row.median_s),
+                _rate(row.items_per_s),
+                "" if row.fastq_speedup is None else f"{row.fastq_speedup:.2f}x",
+                _us(row.median_s / row.items) if over else "",
+                _us(float(cpu) / row.items) if over and cpu is not None else "",
+                _ms(row.extra.get("p50_s")),
+                _ms(row.extra.get("p99_s")),
+                lim if not over else "",
+                ", ".join(row.targets),
+                ", ".join("met" if ok else "MISSED" for ok in row.met),
+            ]
+            if spread:
+                cells.insert(5, f"{row.iqr_rel:.0%}")
+            table.append(cells)
+    widths = [max(len(c) for c in col) for col in zip(header, *table, strict=False)]
+    left = {0, 1, len(header) - 2, len(header) - 1}
+
+    def fmt(cells: list[str]) -> str:
+        padded = [
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    lines.append(fmt(header))
+    lines.append(
+        "|"
+        + "|".join(
+            "-" * (w + 2) if i in left else "-" * (w + 1) + ":" for i, w in enumerate(widths)
+        )
+        + "|"
+    )
+    lines.extend(fmt(r) for r in table)
+    lines.append("")
+    lines.append(
+        "fastq speed-up = the row's median per message / that of the scenario's fastq row "
+        "(> 1: fastq is faster); us/msg = wall time per message end to end; CPU = process CPU "
+        "time (all threads) per message; p50/p99 = handler latency; limit = the pools' "
+        "concurrency limit (e2e: at the end of the round, mean of the 4 lanes; adaptive: mean "
+        "over the round's second half, and the calls actually in flight)."
+    )
+    for name in groups:
+        spec = PIPELINE_SCENARIOS.get(name, LogScenario("(no description)", ref=None))
+        lines.append(f"  {name}: {spec.title}")
+    lines.append("")
+    met = sum(1 for v in verdicts if v.met)
+    lines.append(f"pipeline targets: {met}/{len(verdicts)} met")
+    for v in verdicts:
+        mark = {True: "met   ", False: "MISSED", None: "n/a   "}[v.met]
+        lines.append(f"  {mark} {v.scenario}: {v.target} (measured {v.measured})")
+    return "\n".join(lines)
+
+
 def summarize_log(
     groups: dict[str, list[LogRow]],
     verdicts: list[LogVerdict],
@@ -1091,10 +1343,16 @@ def main(argv: list[str] | None = None) -> int:
         topic_groups, topic_verdicts = compare_log(
             combine_log([load_log_rows(m, TOPIC_TABLE) for m in metas]), TOPIC_SCENARIOS
         )
+        pipe_groups, pipe_verdicts = pipeline_groups(
+            *compare_log(
+                combine_log([load_log_rows(m, PIPELINE_TABLE) for m in metas]),
+                PIPELINE_SCENARIOS,
+            )
+        )
     except ValueError as exc:
         print(f"report: cannot combine these runs: {exc}", file=sys.stderr)
         return 1
-    if not (groups or log_groups or hash_groups or queue_groups or topic_groups):
+    if not (groups or log_groups or hash_groups or queue_groups or topic_groups or pipe_groups):
         print(f"report: {', '.join(map(str, args.json))} hold no benchmarks", file=sys.stderr)
         return 1
     summary = summarize(groups, metas)
@@ -1125,6 +1383,15 @@ def main(argv: list[str] | None = None) -> int:
         meta = not before
         print(render_topic(topic_groups, topic_verdicts, metas, spread=args.spread, meta=meta))
         summary["topic"] = summarize_log(topic_groups, topic_verdicts, TOPIC_SCENARIOS)
+    if pipe_groups:
+        before = groups or log_groups or hash_groups or queue_groups or topic_groups
+        if before:
+            print("\n")
+        print("Pipelines\n")
+        print(
+            render_pipeline(pipe_groups, pipe_verdicts, metas, spread=args.spread, meta=not before)
+        )
+        summary["pipeline"] = summarize_log(pipe_groups, pipe_verdicts, PIPELINE_SCENARIOS)
     summary_path = args.summary or args.json[0].with_suffix(".summary.json")
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nsummary saved to {summary_path}")

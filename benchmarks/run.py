@@ -1,16 +1,17 @@
 """Run the fastq benchmark suite and print the fastq-vs-peers table.
 
     python benchmarks/run.py            # full run (a few minutes on 2 cores)
-    python benchmarks/run.py --quick    # smaller workloads and fewer rounds (under 2 minutes)
+    python benchmarks/run.py --quick    # smaller workloads and fewer rounds (about 2 minutes)
     python benchmarks/run.py -k spsc    # only some scenarios (a pytest -k expression)
     python benchmarks/run.py --capacity 65536 -- -x   # sizes, then raw pytest arguments
     python benchmarks/run.py --repeat 3  # three runs; the table shows medians of their medians
     python benchmarks/run.py -k log      # the SegmentLog benchmarks only
-    python benchmarks/run.py -k "not log and not hash and not dedup and not workqueue and not topic"
-                                          # the RingBuffer benchmarks only
+    python benchmarks/run.py -k "not log and not hash and not dedup and not workqueue and not
+                                 topic and not pipeline"   # the RingBuffer benchmarks only
     python benchmarks/run.py -k "hash or dedup"   # the hashing and dedup benchmarks only
     python benchmarks/run.py -k workqueue         # the work-queue (fastq.Queue) benchmarks only
     python benchmarks/run.py -k topic             # the topic (fastq.Topic) benchmarks only
+    python benchmarks/run.py -k pipeline          # the pipeline (issue 6) benchmarks only
 
 It runs pytest-benchmark on benchmarks/ in a child process (this interpreter, no shell),
 writes benchmarks/results/latest.json (with --repeat, also latest.run2.json, ...), then
@@ -53,6 +54,10 @@ QUICK: dict[str, float] = {
     "queue_items": 20_000,
     # topics: a quarter of the messages (the SQLite topic keeps its count)
     "topic_items": 50_000,
+    # pipelines: a quarter of the end-to-end messages; half the adaptive backlog (still long
+    # enough for the adaptive pool to climb from 1 to the knee and settle)
+    "pipeline_items": 50_000,
+    "pipeline_adaptive_items": 1_500,
 }
 SIZES = (
     "items",
@@ -76,6 +81,9 @@ SIZES = (
     "queue_slow_items",
     "topic_items",
     "topic_slow_items",
+    "pipeline_items",
+    "pipeline_adaptive_items",
+    "pipeline_workers",
 )
 
 
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Arguments after -- go to pytest unchanged.",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small workloads, fewer rounds (under 2 minutes)"
+        "--quick", action="store_true", help="small workloads, fewer rounds (about 2 minutes)"
     )
     parser.add_argument("-k", metavar="EXPR", help="pytest -k expression to pick benchmarks")
     parser.add_argument("--items", type=int, help="items per round, per-item scenarios")
@@ -186,6 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--topic-slow-items", type=int, help="topic: messages per round (the SQLite topic)"
+    )
+    parser.add_argument(
+        "--pipeline-items", type=int, help="pipelines: messages per round, end to end"
+    )
+    parser.add_argument(
+        "--pipeline-adaptive-items", type=int, help="pipelines: the adaptive scenario's backlog"
+    )
+    parser.add_argument(
+        "--pipeline-workers", type=int, help="pipelines: hand-written workers per lane"
     )
     parser.add_argument("--timeout", type=int, default=1800, help="per-benchmark timeout (s)")
     parser.add_argument(

@@ -225,7 +225,7 @@ class QueueModel:
         self.receipt: dict[str, int] = {}  # in-flight id -> its current receipt
         self.dead: list[tuple[str, str, int]] = []  # (id, reason, attempts) in order
         self.put_total = self.acked_total = self.nacked_total = 0
-        self.lease_expiries = self.redelivered_total = 0
+        self.lease_expiries = self.redelivered_total = self.released_total = 0
 
     def count(self, state: str) -> int:
         return sum(1 for s in self.state.values() if s == state)
@@ -310,6 +310,31 @@ class QueueModel:
             return False
         self.nacked_total += 1
         self._fail(mid, self.now + max(delay, 0), "rejected")
+        return True
+
+    def release(self, receipt: int, delay: int) -> bool:
+        """Given back untried: the hand-out is not an attempt, visible again after delay."""
+        mid = self.owner(receipt)
+        if mid is None:
+            return False
+        del self.lease[mid]
+        del self.receipt[mid]
+        self.released_total += 1
+        self.deliveries[mid] -= 1
+        self.ready_at[mid] = self.now + max(delay, 0)
+        self.state[mid] = self.READY if delay <= 0 else self.DELAYED
+        return True
+
+    def reject(self, receipt: int, reason: str) -> bool:
+        """Dead-lettered now, whatever the attempts left."""
+        mid = self.owner(receipt)
+        if mid is None:
+            return False
+        del self.lease[mid]
+        del self.receipt[mid]
+        self.nacked_total += 1
+        self.state[mid] = self.DEAD
+        self.dead.append((mid, reason, self.deliveries[mid]))
         return True
 
     def extend(self, receipt: int, by: int) -> int | None:

@@ -216,6 +216,19 @@ cdef extern from "fq_hash.h" nogil:
                   int64_t *order, int64_t *cursor)
 
 
+cdef extern from "fq_rate.h" nogil:
+    ctypedef struct fq_rate:
+        double per_ns
+        double burst
+        double tokens
+        int64_t last
+    void fq_rate_init(fq_rate *b, double rate, double burst, int64_t now)
+    void fq_rate_refill(fq_rate *b, int64_t now)
+    int fq_rate_take(fq_rate *b, double n, int64_t now)
+    int64_t fq_rate_wait_ns(fq_rate *b, double n, int64_t now)
+    void fq_rate_set(fq_rate *b, double rate, int64_t now)
+
+
 cdef extern from "fq_dedup.h" nogil:
     const uint64_t FQ_DD_MAX_KEYS
     const uint32_t FQ_DD_SEQ_LIMIT
@@ -274,6 +287,9 @@ cdef extern from "fq_wq.h" nogil:
         FQ_WQ_EMPTY
         FQ_WQ_STALE
         FQ_WQ_NOMEM
+    enum:
+        FQ_WQ_DEAD_PERMANENT
+        FQ_WQ_DEAD_MAX_ATTEMPTS
     const uint32_t FQ_WQ_MAX_SLOTS
     ctypedef struct fq_wq_entry:
         void *msg
@@ -308,6 +324,7 @@ cdef extern from "fq_wq.h" nogil:
         int64_t now
         int64_t wall_offset
         uint64_t put_total, acked_total, redelivered_total, dead_total, nacked_total, lease_expiries
+        uint64_t released_total
     int fq_wq_init(fq_wq *q, uint64_t maxsize, int64_t max_bytes, int64_t vt,
                    uint32_t max_deliveries, int64_t age_step, uint64_t first_gen)
     void fq_wq_destroy(fq_wq *q)
@@ -319,6 +336,8 @@ cdef extern from "fq_wq.h" nogil:
     int fq_wq_ack(fq_wq *q, uint64_t receipt, void **msg, void **err, uint64_t *tag)
     int fq_wq_nack(fq_wq *q, uint64_t receipt, int64_t delay, void *err, void **old_err, uint64_t *tag)
     int fq_wq_extend(fq_wq *q, uint64_t receipt, int64_t by, int64_t *deadline)
+    int fq_wq_giveback(fq_wq *q, uint64_t receipt, int64_t delay, uint64_t *tag, uint32_t *attempts)
+    int fq_wq_reject(fq_wq *q, uint64_t receipt, int reason, void *err, void **old_err, uint64_t *tag)
     int fq_wq_pop_ready(fq_wq *q, void **msg, void **err, uint64_t *tag)
     uint64_t fq_wq_min_tag(const fq_wq *q)
     int64_t fq_wq_next_due(const fq_wq *q)
@@ -592,3 +611,15 @@ cdef class MemoryPartition:
 
     cdef uint64_t _append(self, Message m) except? 0xFFFFFFFFFFFFFFFF
     cdef uint64_t _append_retained(self, list msgs) except? 0xFFFFFFFFFFFFFFFF
+
+
+@cython.final
+cdef class TokenBucket:
+    cdef fq_rate _b                         # the C bucket (fq_rate.h); guarded by _lock
+    cdef fq_pylock _lock                    # free-threaded builds only
+    cdef object _clock                      # None: the C monotonic clock; else -> seconds
+    cdef bint _fake                         # the clock is a FakeClock: never sleep for real
+    cdef double _rate
+
+    cdef int64_t _now(self) except? -1
+    cdef double _count(self, object n) except -1.0

@@ -40,15 +40,18 @@ cdef extern from "Python.h":
     void *PyUnicode_DATA(object o)
     void PyObject_GC_UnTrack(void *op)
     bint PyObject_IS_GC(object op)
+    int PyObject_GC_IsTracked(object op)
 
 
 cdef inline void _untrack_if_leaf(Message m):
     """A message whose payload is of a type the cyclic GC never tracks (bytes, str, numbers,
-    None) and that has no headers can never be part of a cycle, now or later (it is
+    None) and whose headers dict is untracked (str -> str only: CPython does not track such a
+    dict, and the message's private copy is never changed) can never be part of a cycle, now or later (it is
     immutable): untrack it, as CPython does for tuples of such objects, so making millions of
     messages does not keep triggering collections. Its other fields (key, type, ids, source)
     are always str / bytes / int."""
-    if m._headers is None and not PyObject_IS_GC(m.payload):
+    if (m._headers is None or not PyObject_GC_IsTracked(m._headers)) \
+            and not PyObject_IS_GC(m.payload):
         PyObject_GC_UnTrack(<void *>m)
 
 
@@ -130,9 +133,50 @@ cdef int64_t _deadline_ns(object deadline) except? -1:
     return <int64_t>(t * 1e9)
 
 
+cdef Message _copy(Message src):
+    """An unfinished copy of src (every field; _ready not set: the caller finishes it)."""
+    cdef Message m = Message.__new__(Message)
+    m.payload = src.payload
+    m.key = src.key
+    m.type = src.type
+    m._prio = src._prio
+    m._headers = src._headers
+    m.idempotency_key = src.idempotency_key
+    m._deadline = src._deadline
+    m.source = src.source
+    m.trace_id = src.trace_id
+    m.timestamp = src.timestamp
+    m._id = src._id
+    m._uuid = src._uuid
+    m._has_uuid = src._has_uuid
+    return m
+
+
+@cython.final
+cdef class FrozenHeaders:
+    """Headers checked once and shared by many messages (a router stamps the same routing
+    headers on every message of a millisecond): a Message given one keeps its dict as is,
+    without copying or checking it again. Immutable."""
+
+    cdef readonly dict _d
+
+    def __init__(self, headers):
+        d = _check_headers(headers)
+        self._d = {} if d is None else d
+
+    def __len__(self):
+        return len(self._d)
+
+    def __repr__(self):
+        return f"FrozenHeaders({self._d!r})"
+
+
 cdef object _check_headers(object headers):
     if headers is None:
         return None
+    if type(headers) is FrozenHeaders:
+        d = (<FrozenHeaders>headers)._d
+        return d if d else None
     try:
         items = headers.items()
     except AttributeError:
@@ -145,6 +189,27 @@ cdef object _check_headers(object headers):
             raise TypeError(f"headers[{k!r}] must be a str, got {type(v).__name__}")
         d[k] = v
     return d if d else None
+
+
+cdef object _check_idempotency_key(object value):
+    if value is None or _type_of(value) is str or _type_of(value) is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"idempotency_key must be a str, bytes or None, got {_type_of(value).__name__}")
+
+
+cdef int _set_id(Message m, object id) except -1:
+    m._id = _check_str(id, "id")
+    if not m._id:
+        raise ValueError("id must not be empty")
+    m._has_uuid = False
+    if len(m._id) == 36 and m._id.isascii():
+        ascii_id = m._id.encode("ascii")
+        m._has_uuid = fq_uuid_parse(ascii_id, 36, m._uuid) == 1
+    return 0
 
 
 cdef class Message:
@@ -167,17 +232,7 @@ cdef class Message:
         self.type = _check_str(type, "type")
         self._prio = <uint8_t>_priority_level(priority)
         self._headers = _check_headers(headers)
-        if idempotency_key is None or _type_of(idempotency_key) is str \
-                or _type_of(idempotency_key) is bytes:
-            self.idempotency_key = idempotency_key
-        elif isinstance(idempotency_key, (bytes, bytearray, memoryview)):
-            self.idempotency_key = bytes(idempotency_key)
-        elif isinstance(idempotency_key, str):
-            self.idempotency_key = str(idempotency_key)
-        else:
-            raise TypeError(
-                f"idempotency_key must be a str, bytes or None, got {_type_of(idempotency_key).__name__}"
-            )
+        self.idempotency_key = _check_idempotency_key(idempotency_key)
         self._deadline = INT64_MIN if deadline is None else _deadline_ns(deadline)
         self.source = _check_str(source, "source")
         self.trace_id = None if trace_id is None else _check_str(trace_id, "trace_id")
@@ -187,13 +242,7 @@ cdef class Message:
             self._id = None
             self._has_uuid = True
         else:
-            self._id = _check_str(id, "id")
-            if not self._id:
-                raise ValueError("id must not be empty")
-            self._has_uuid = False
-            if len(self._id) == 36 and self._id.isascii():
-                ascii_id = self._id.encode("ascii")
-                self._has_uuid = fq_uuid_parse(ascii_id, 36, self._uuid) == 1
+            _set_id(self, id)
         self._ready = True
         _untrack_if_leaf(self)
 
@@ -220,27 +269,43 @@ cdef class Message:
         return None if self._deadline == INT64_MIN else self._deadline / 1e9
 
     def replace(self, **changes):
-        """A copy with some fields changed (``id`` and ``timestamp`` are kept unless changed)."""
-        cdef Message m
-        fields = {
-            "key": self.key, "type": self.type, "priority": self.priority,
-            "headers": self._headers, "id": self.id, "idempotency_key": self.idempotency_key,
-            "deadline": self.deadline, "source": self.source, "trace_id": self.trace_id,
-        }
-        payload = changes.pop("payload", self.payload)
-        timestamp = changes.pop("timestamp", self.timestamp)
-        for name in changes:
-            if name not in fields:
+        """A copy with some fields changed (``id`` and ``timestamp`` are kept unless changed).
+        Only the changed fields are checked, so a copy with new headers costs little."""
+        cdef Message m = _copy(self)
+        for name, value in changes.items():
+            if name == "headers":
+                m._headers = _check_headers(value)
+            elif name == "idempotency_key":
+                m.idempotency_key = _check_idempotency_key(value)
+            elif name == "payload":
+                m.payload = value
+            elif name == "key":
+                m.key = _check_key(value)
+            elif name == "type":
+                m.type = _check_str(value, "type")
+            elif name == "priority":
+                m._prio = <uint8_t>_priority_level(value)
+            elif name == "deadline":
+                m._deadline = INT64_MIN if value is None else _deadline_ns(value)
+            elif name == "source":
+                m.source = _check_str(value, "source")
+            elif name == "trace_id":
+                m.trace_id = None if value is None else _check_str(value, "trace_id")
+            elif name == "id":
+                if value is None:
+                    _new_id(m._uuid)
+                    m._id = None
+                    m._has_uuid = True
+                else:
+                    _set_id(m, value)
+            elif name == "timestamp":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"timestamp must be an int (unix ns), got {_type_of(value).__name__}")
+                m.timestamp = value
+            else:
                 raise TypeError(f"replace() got an unexpected field {name!r}")
-        fields.update(changes)
-        m = Message.__new__(Message)
-        m._ready = False
-        Message.__init__(m, payload, **fields)
-        if isinstance(timestamp, bool) or not isinstance(timestamp, int):
-            raise TypeError(f"timestamp must be an int (unix ns), got {_type_of(timestamp).__name__}")
-        m.timestamp = timestamp
-        if self._deadline != INT64_MIN and "deadline" not in changes:
-            m._deadline = self._deadline           # exact, not via float seconds
+        m._ready = True
+        _untrack_if_leaf(m)
         return m
 
     def __reduce__(self):
@@ -758,4 +823,43 @@ def decode_records(list records not None, source, codecs=()):
         except _CorruptLogErrorM as exc:
             raise _CorruptLogErrorM(f"{source} (record {r.offset})", exc.position,
                                     exc.reason) from None
+    return out
+
+
+def restamp(list messages, headers=None, bint stamp_key=False, fallback=None):
+    """Copies of ``messages`` for a producer and router, made in one pass: with
+    ``stamp_key``, a message without an idempotency key gets its own id as key; with
+    ``headers`` (a FrozenHeaders), a message without headers gets those, shared (one with
+    headers of its own goes through ``fallback(message)`` instead). Messages that need no
+    change are returned as they are; everything else (id, timestamp...) is kept."""
+    cdef Py_ssize_t i, n = len(messages)
+    cdef list out = [None] * n
+    cdef Message m, c
+    cdef FrozenHeaders fh = None
+    cdef object shared = None
+    if headers is not None:
+        fh = <FrozenHeaders?>headers
+        shared = fh._d if fh._d else None
+    for i in range(n):
+        m = <Message?>messages[i]
+        c = m
+        if stamp_key and m.idempotency_key is None:
+            c = _copy(m)
+            c.idempotency_key = m.id
+        if fh is not None:
+            if c._headers is None:
+                if c is m:
+                    c = _copy(m)
+                c._headers = shared
+            elif fallback is not None:
+                if c is not m:
+                    c._ready = True
+                    _untrack_if_leaf(c)
+                c = fallback(c)
+                out[i] = c
+                continue
+        if c is not m:
+            c._ready = True
+            _untrack_if_leaf(c)
+        out[i] = c
     return out

@@ -18,7 +18,9 @@ from fastq.errors import InvalidReceipt as _InvalidReceipt
 
 cdef object _NACK_HEAD = _struct_q.Struct("<Qq")
 
-cdef tuple _DEAD_REASONS = (None, "max_deliveries", "expired", "rejected")
+cdef tuple _DEAD_REASONS = (None, "max_deliveries", "expired", "rejected", "permanent",
+                             "max_attempts")
+cdef object _RELEASE_REC = _struct_q.Struct("<QIq")
 DEF RETAIN_EVERY = 4096                    # journal settlements between retention passes
 
 
@@ -85,6 +87,17 @@ cdef class Delivery:
         the dead-letter queue if this was the last allowed attempt. ``error`` (an exception or
         text) is kept as the last error for the dead-letter context."""
         self._queue.nack(self.receipt, delay=delay, error=error)
+
+    def release(self, delay=None):
+        """Give the message back untried: visible again after ``delay`` seconds (default: now)
+        and this hand-out does not count as an attempt (a consumer that is stopping, or whose
+        downstream is known to be down)."""
+        self._queue.release(self.receipt, delay=delay)
+
+    def reject(self, error=None, reason="permanent"):
+        """Move the message to the dead-letter queue now (retrying cannot help). ``reason``:
+        ``"permanent"`` or ``"max_attempts"`` (the consumer's own attempt limit)."""
+        self._queue.reject(self.receipt, error=error, reason=reason)
 
     def extend(self, seconds):
         """Heartbeat: the lease now runs out ``seconds`` from now. Returns the new deadline."""
@@ -556,6 +569,63 @@ cdef class MemoryQueue:
             return self._receipt_error(receipt)
         return self._nomem()
 
+    def release(self, receipt, delay=None):
+        """Give back untried (see Delivery.release): no attempt is counted."""
+        cdef uint64_t tag = 0
+        cdef uint32_t attempts = 0
+        cdef uint64_t r = self._as_receipt(receipt)
+        cdef int64_t d = 0 if delay is None else _seconds_ns(delay, "delay", True)
+        cdef int64_t now = self._now()
+        cdef int rc
+        fq_pylock_acquire(&self._lock)
+        rc = fq_wq_advance(&self._q, now)
+        if rc == FQ_WQ_OK:
+            rc = fq_wq_giveback(&self._q, r, d, &tag, &attempts)
+        fq_pylock_release(&self._lock)
+        if rc == FQ_WQ_OK:
+            if self._journal is not None:
+                self._journal.append(_RELEASE_REC.pack(tag, attempts, fq_wall_ns() + d), key=b"R")
+            return None
+        if rc == FQ_WQ_STALE:
+            return self._receipt_error(receipt)
+        return self._nomem()
+
+    def reject(self, receipt, reason="permanent", error=None):
+        """Dead-letter now (see Delivery.reject); the entry is then in take_dead()."""
+        cdef void *old = NULL
+        cdef uint64_t tag = 0
+        cdef uint64_t r = self._as_receipt(receipt)
+        cdef int64_t now
+        cdef int rc, code
+        if reason == "permanent":
+            code = FQ_WQ_DEAD_PERMANENT
+        elif reason == "max_attempts":
+            code = FQ_WQ_DEAD_MAX_ATTEMPTS
+        else:
+            raise ValueError(f"reason must be 'permanent' or 'max_attempts', got {reason!r}")
+        now = self._now()
+        err = None if error is None else (error if isinstance(error, str) else _describe(error))
+        if err is not None:
+            Py_INCREF(err)
+        fq_pylock_acquire(&self._lock)
+        rc = fq_wq_advance(&self._q, now)
+        if rc == FQ_WQ_OK:
+            rc = fq_wq_reject(&self._q, r, code, <void *>err if err is not None else NULL, &old, &tag)
+        elif err is not None:
+            old = <void *>err                       # not taken: release it below
+        fq_pylock_release(&self._lock)
+        if rc == FQ_WQ_STALE:
+            Py_XDECREF(<PyObject *>old)
+            if err is not None:
+                Py_DECREF(err)
+            return self._receipt_error(receipt)
+        Py_XDECREF(<PyObject *>old)
+        if rc == FQ_WQ_OK:
+            if self.room_waiters:
+                self.on_room()
+            return None
+        return self._nomem()
+
     def extend(self, receipt, seconds):
         """The lease now runs out ``seconds`` after now; returns the new deadline (seconds)."""
         cdef uint64_t r = self._as_receipt(receipt)
@@ -652,7 +722,8 @@ cdef class MemoryQueue:
 
     def counts(self):
         """(ready, delayed, in_flight, held, bytes, oldest_ready_at or None, put_total,
-        acked_total, redelivered_total, dead_total, nacked_total, lease_expiries)."""
+        acked_total, redelivered_total, dead_total, nacked_total, lease_expiries,
+        released_total)."""
         cdef int64_t now = self._now()
         cdef int64_t oldest
         fq_pylock_acquire(&self._lock)
@@ -661,7 +732,8 @@ cdef class MemoryQueue:
         t = (fq_wq_ready(&self._q), self._q.delayed.n, self._q.n_inflight, self._q.held,
              self._q.bytes, None if oldest == INT64_MAX else oldest * 1e-9,
              self._q.put_total, self._q.acked_total, self._q.redelivered_total,
-             self._q.dead_total, self._q.nacked_total, self._q.lease_expiries)
+             self._q.dead_total, self._q.nacked_total, self._q.lease_expiries,
+             self._q.released_total)
         fq_pylock_release(&self._lock)
         return t
 
@@ -680,3 +752,31 @@ cdef object _describe(object error):
         text = str(error)
         return f"{type(error).__qualname__}: {text}" if text else type(error).__qualname__
     return str(error)
+
+
+def handle_each(handler, list deliveries, Py_ssize_t start, double budget):
+    """Consumer pools' inner loop: ``handler(d.message)`` for ``deliveries[start:]`` in
+    order, until one raises or ``budget`` seconds have passed (checked after each call).
+    Returns ``(done, next, error, seconds)``: the deliveries whose handler returned, the index
+    to go on from, the exception ``deliveries[next]`` raised (None if none did) and how long
+    that failed call ran."""
+    cdef Py_ssize_t i, n = len(deliveries)
+    cdef int64_t now = fq_now_ns()
+    cdef int64_t until = now + <int64_t>(budget * 1e9)
+    cdef int64_t began
+    cdef Delivery d
+    cdef list done = []
+    i = start if start > 0 else 0
+    while i < n:
+        d = <Delivery?>deliveries[i]
+        began = now
+        try:
+            handler(d.message)
+        except BaseException as exc:
+            return done, i, exc, (fq_now_ns() - began) * 1e-9
+        done.append(d)
+        i += 1
+        now = fq_now_ns()
+        if now >= until:
+            break
+    return done, i, None, 0.0

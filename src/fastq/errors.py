@@ -21,6 +21,8 @@ __all__ = (
     "LogFailedError",
     "LogLockedError",
     "OffsetOutOfRange",
+    "Overloaded",
+    "Permanent",
 )
 
 
@@ -81,3 +83,27 @@ class InvalidReceipt(FastqError):
 
 class CodecError(FastqError, ValueError):
     """A payload codec is unknown here, or refused (pickle is only read when asked for)."""
+
+
+class Overloaded(FastqError):
+    """A producer refused a message to protect an overloaded target (``policy="shed"``, or
+    ``policy="raise"`` / ``block`` past ``max_block``). ``reason`` says why (the depth against
+    the watermark, or the rate limit), ``priority`` which class was refused."""
+
+    def __init__(self, reason: str, *, priority: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.priority = priority
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_overloaded, (self.reason, self.priority))
+
+
+def _overloaded(reason: str, priority: str | None) -> Overloaded:
+    return Overloaded(reason, priority=priority)
+
+
+class Permanent(FastqError):
+    """Raise (or wrap a cause in) this from a handler to say retrying cannot help: a consumer
+    pool sends the message to the dead-letter queue at once, without using further attempts.
+    ``raise fastq.Permanent("bad record") from exc`` keeps the cause for the DLQ entry."""

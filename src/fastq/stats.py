@@ -55,6 +55,8 @@ class QueueStatistics:
     nacked_total: int
     lease_expiries: int
     """Leases that ran out before the consumer settled them."""
+    released_total: int
+    """Deliveries given back untried (``release``): not counted as attempts."""
     deduplicated_total: int
     """Puts dropped as duplicates by the dedup window."""
     closed: bool
@@ -71,4 +73,5 @@ class DeadLetterStatistics:
     dropped_total: int
     """Oldest entries dropped because the queue held ``maxsize``."""
     by_reason: dict[str, int]
-    """Entries held now, by reason (``max_deliveries``, ``expired``, ``rejected``)."""
+    """Entries held now, by reason (``max_deliveries``, ``expired``, ``rejected``,
+    ``permanent``, ``max_attempts``)."""

@@ -1,7 +1,8 @@
 """Durable Queue (path=) against QueueModel (tests/models.py), with crash_and_reopen (R9).
 
-The rules of test_queue_stateful.py (put, get, get_many, ack three ways, nack, extend, the
-clock moving on, a consumer dying, stale receipts) plus purge and crash_and_reopen:
+The rules of test_queue_stateful.py (put, get, get_many, ack three ways, nack, release,
+reject, extend, the clock moving on, a consumer dying, stale receipts) plus purge and
+crash_and_reopen:
 ``close(drain=False)`` and a new Queue on the same directory (the journal is all that
 survives). The model turns every in-flight message into a failed attempt at the reopen: ready
 again with its attempt count, or dead-lettered ("max_deliveries") when that was the last
@@ -90,6 +91,11 @@ class DurableQueueMachine(QueueMachine):
     @rule(i=st.integers(0, 100), delay=DELAYS, with_delay=st.booleans())
     def nack(self, i: int, delay: float, with_delay: bool) -> None:
         self._nack(i, delay, with_delay)
+
+    @precondition(lambda self: bool(self.held))
+    @rule(i=st.integers(0, 100), delay=DELAYS, with_delay=st.booleans())
+    def release(self, i: int, delay: float, with_delay: bool) -> None:
+        self._release(i, delay, with_delay)
 
     @rule()
     def purge(self) -> None:

@@ -170,6 +170,35 @@ class QueueMachine(RuleBasedStateMachine):
             assert ok, "stale receipt accepted by nack"
 
     @precondition(lambda self: bool(self.held))
+    @rule(i=st.integers(0, 100), delay=DURATIONS, with_delay=st.booleans())
+    def release(self, i: int, delay: float, with_delay: bool) -> None:
+        self._release(i, delay, with_delay)
+
+    def _release(self, i: int, delay: float, with_delay: bool) -> None:
+        d = self.held.pop(i % len(self.held))
+        self.sync()
+        ok = self.model.release(d.receipt, ns(delay) if with_delay else 0)
+        try:
+            d.release(delay if with_delay else None)
+        except InvalidReceipt:
+            assert not ok, "valid receipt refused by release"
+        else:
+            assert ok, "stale receipt accepted by release"
+
+    @precondition(lambda self: bool(self.held))
+    @rule(i=st.integers(0, 100), reason=st.sampled_from(["permanent", "max_attempts"]))
+    def reject(self, i: int, reason: str) -> None:
+        d = self.held.pop(i % len(self.held))
+        self.sync()
+        ok = self.model.reject(d.receipt, reason)
+        try:
+            d.reject(f"e{i}", reason)
+        except InvalidReceipt:
+            assert not ok, "valid receipt refused by reject"
+        else:
+            assert ok, "stale receipt accepted by reject"
+
+    @precondition(lambda self: bool(self.held))
     @rule(i=st.integers(0, 100), by=DURATIONS)
     def extend(self, i: int, by: float) -> None:
         d = self.held[i % len(self.held)]
@@ -238,6 +267,7 @@ class QueueMachine(RuleBasedStateMachine):
             s.nacked_total,
             s.lease_expiries,
             s.redelivered_total,
+            s.released_total,
         )
         assert counters == (
             m.put_total,
@@ -245,6 +275,7 @@ class QueueMachine(RuleBasedStateMachine):
             m.nacked_total,
             m.lease_expiries,
             m.redelivered_total,
+            m.released_total,
         ), counters
         assert len(self.queue) == m.held()
         assert s.ready + s.delayed + s.in_flight + s.dead_lettered + s.acked_total == s.put_total

@@ -789,3 +789,67 @@ def test_str_payload_with_a_lone_surrogate_round_trips() -> None:
     must then write one rather than raise UnicodeEncodeError."""
     m = Message("a\ud800b")
     assert Message.decode(m.encode()) == m
+
+
+# ---- FrozenHeaders and restamp (the router's and producer's native copies) ----------------
+
+
+def test_frozen_headers_are_checked_once_and_shared() -> None:
+    import gc
+
+    from fastq._core import FrozenHeaders
+
+    h = FrozenHeaders({"a": "1", "b": "2"})
+    m1 = Message(b"x", headers=h)
+    m2 = Message(b"y", headers=h)
+    assert dict(m1.headers) == dict(m2.headers) == {"a": "1", "b": "2"}
+    assert not gc.is_tracked(m1)  # str -> str headers: the message stays untracked
+    assert Message(b"z", headers=FrozenHeaders({})).headers == {}
+    assert m1.replace(headers=h).headers == m1.headers
+    with pytest.raises(TypeError, match="must be a str"):
+        FrozenHeaders({"a": 1})
+    with pytest.raises(TypeError, match="mapping"):
+        FrozenHeaders([1, 2])
+    assert len(h) == 2
+
+
+def test_a_message_with_a_tracked_payload_stays_tracked() -> None:
+    import gc
+
+    assert gc.is_tracked(Message([1], headers={"a": "b"}))
+    assert not gc.is_tracked(Message(b"x", headers={"a": "b"}))
+
+
+def test_restamp_keys_and_headers_in_one_copy() -> None:
+    from fastq._core import FrozenHeaders, restamp
+
+    h = FrozenHeaders({"route": "r"})
+    plain = Message(b"1", type="t", deadline=2e9)
+    keyed = Message(b"2", idempotency_key="k")
+    own = Message(b"3", headers={"mine": "yes"})
+    seen: list[Message] = []
+
+    def fallback(m: Message) -> Message:
+        seen.append(m)
+        return m.replace(headers={**m.headers, "route": "r"})
+
+    out = restamp([plain, keyed, own], h, True, fallback)
+    assert [m.payload for m in out] == [b"1", b"2", b"3"]
+    assert out[0].idempotency_key == plain.id
+    assert dict(out[0].headers) == {"route": "r"}
+    assert (out[0].id, out[0].timestamp, out[0].deadline, out[0].type) == (
+        plain.id,
+        plain.timestamp,
+        plain.deadline,
+        "t",
+    )
+    assert out[1].idempotency_key == "k"
+    assert dict(out[2].headers) == {"mine": "yes", "route": "r"}
+    assert seen[0].idempotency_key == own.id  # stamped before the fallback
+    assert plain.idempotency_key is None  # the originals are unchanged
+    assert plain.headers == {}
+    # nothing to change: the same objects come back
+    assert restamp([keyed], None, True)[0] is keyed
+    assert restamp([plain], None, False)[0] is plain
+    with pytest.raises(TypeError):
+        restamp([b"not a message"], None, True)

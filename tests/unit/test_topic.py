@@ -684,3 +684,22 @@ def test_durable_topic_codec(tmp_path: Path) -> None:
     t.close()
     with pytest.raises(TypeError, match="codec"):
         Topic("d", codec=object())  # type: ignore[arg-type]
+
+
+def test_commit_explicit_offsets() -> None:
+    t = Topic("explicit", partitions=2)
+    for i in range(6):
+        t.publish(i, key=i)
+    c = t.consumer("g", auto_commit=False)
+    c.poll(max_records=100)
+    c.commit({0: 1})  # Kafka's commitSync(offsets): exactly these positions
+    assert t.committed("g")[0] == 1
+    assert t.committed("g")[1] is None
+    c.commit()  # the position after what was polled
+    assert t.committed("g") == t.end_offsets()
+    with pytest.raises(ValueError, match="not assigned"):
+        c.commit({5: 0})
+    with pytest.raises(ValueError, match=r"offsets\[0\]"):
+        c.commit({0: -1})
+    with pytest.raises(TypeError, match="offsets must be a dict"):
+        c.commit([(0, 1)])  # type: ignore[arg-type]

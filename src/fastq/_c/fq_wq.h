@@ -33,7 +33,8 @@
 
 enum { FQ_WQ_FREE = 0, FQ_WQ_READY = 1, FQ_WQ_DELAYED = 2, FQ_WQ_INFLIGHT = 3 };
 /* why a message left for the dead-letter queue */
-enum { FQ_WQ_DEAD_DELIVERIES = 1, FQ_WQ_DEAD_EXPIRED = 2, FQ_WQ_DEAD_REJECTED = 3 };
+enum { FQ_WQ_DEAD_DELIVERIES = 1, FQ_WQ_DEAD_EXPIRED = 2, FQ_WQ_DEAD_REJECTED = 3,
+       FQ_WQ_DEAD_PERMANENT = 4, FQ_WQ_DEAD_MAX_ATTEMPTS = 5 };
 /* results */
 enum { FQ_WQ_OK = 0, FQ_WQ_FULL = 1, FQ_WQ_EMPTY = 2, FQ_WQ_STALE = 3, FQ_WQ_NOMEM = 4 };
 
@@ -106,6 +107,7 @@ typedef struct {
     uint64_t next_gen, next_seq;
     /* totals */
     uint64_t put_total, acked_total, redelivered_total, dead_total, nacked_total, lease_expiries;
+    uint64_t released_total;
 } fq_wq;
 
 /* ---- heaps of slots keyed by (time, order) ------------------------------------------------ */
@@ -500,6 +502,56 @@ static int fq_wq_nack(fq_wq *q, uint64_t receipt, int64_t delay, void *err, void
     fq_wq_fifo_trim(q);
     q->nacked_total++;
     return fq_wq_fail(q, s, q->now + (delay > 0 ? delay : 0), FQ_WQ_DEAD_REJECTED);
+}
+
+/* Release: the consumer gives the message back without having tried it (a breaker is open,
+ * the pool is stopping): visible again after delay, and the hand-out does not count as an
+ * attempt. *attempts gets the attempts the message now has (for the journal). */
+static int fq_wq_giveback(fq_wq *q, uint64_t receipt, int64_t delay, uint64_t *tag,
+                          uint32_t *attempts) {
+    uint32_t s = fq_wq_lookup(q, receipt);
+    if (s == FQ_WQ_NIL) return FQ_WQ_STALE;
+    fq_wq_entry *x = &q->e[s];
+    *tag = x->tag;
+    fq_wq_lease_end(q, s);
+    x->state = FQ_WQ_READY;
+    fq_wq_fifo_trim(q);
+    if (x->deliveries) x->deliveries--;
+    *attempts = x->deliveries;
+    q->released_total++;
+    int64_t ready_at = q->now + (delay > 0 ? delay : 0);
+    if (ready_at > q->now) {
+        x->state = FQ_WQ_DELAYED;
+        x->ready_at = ready_at;
+        x->order = q->next_seq++;
+        return fq_wq_heap_push(q, &q->delayed, s);
+    }
+    fq_wq_ready_push(q, s, ready_at);
+    return FQ_WQ_OK;
+}
+
+/* Dead-letter now (a permanent failure, or the consumer's own attempt limit): err as nack. */
+static int fq_wq_reject(fq_wq *q, uint64_t receipt, int reason, void *err, void **old_err,
+                        uint64_t *tag) {
+    uint32_t s = fq_wq_lookup(q, receipt);
+    if (s == FQ_WQ_NIL) return FQ_WQ_STALE;
+    fq_wq_entry *x = &q->e[s];
+    *tag = x->tag;
+    *old_err = NULL;
+    if (err) { *old_err = x->err; x->err = err; }
+    fq_wq_lease_end(q, s);
+    x->state = FQ_WQ_READY;
+    fq_wq_fifo_trim(q);
+    if (fq_wq_dead_push(q, s, reason)) {              /* no memory: it stays, as a nack */
+        if (err) { x->err = *old_err; *old_err = err; }
+        q->redelivered_total++;
+        fq_wq_ready_push(q, s, q->now);
+        return FQ_WQ_NOMEM;
+    }
+    q->nacked_total++;
+    q->dead_total++;
+    fq_wq_release(q, s);
+    return FQ_WQ_OK;
 }
 
 /* Extend (heartbeat): the lease now runs out `seconds` after now. */

@@ -9,6 +9,8 @@ P    the message envelope                   put (key ``P`` + i64 ready time, if 
 D    (u64 put offset, u32 attempt)...      handed out (attempt counts survive); one record
                                             per get, or per get_many batch
 N    u64 put offset, i64 ready time, error  nacked: visible again at that wall time
+R    u64 put offset, u32 attempts, i64 ready released untried: its attempts (the hand-out
+                                            not counted), visible again at that wall time
 A    u64 put offsets                        acked (or purged): never delivered again; one
                                             record per ack, or per ack_many batch
 X    u64 put offsets                        moved to the dead-letter queue (written after
@@ -38,6 +40,7 @@ __all__ = ("LogEngine",)
 
 _DELIVER = struct.Struct("<QI")
 _NACK = struct.Struct("<Qq")
+_RELEASE = struct.Struct("<QIq")
 _I64 = struct.Struct("<q")
 _P = b"P"
 
@@ -99,6 +102,12 @@ class LogEngine:
                 if entry is not None:
                     entry[2] = ready
                     entry[3] = value[_NACK.size :].decode("utf-8", "surrogatepass") or None
+            elif op == b"R":
+                tag, attempts, ready = _RELEASE.unpack_from(rec.value)
+                entry = live.get(tag)
+                if entry is not None:
+                    entry[1] = attempts
+                    entry[2] = ready
             elif op in (b"A", b"X"):
                 value = rec.value
                 for tag in struct.unpack(f"<{len(value) // 8}Q", value):

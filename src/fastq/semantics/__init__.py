@@ -2,7 +2,10 @@
 and the partitioned topic with consumer groups."""
 
 from .dlq import DeadLetter as DeadLetter
+from .dlq import DeadLetterGroup as DeadLetterGroup
 from .dlq import DeadLetterQueue as DeadLetterQueue
+from .dlq import ReplayReport as ReplayReport
+from .failure import Failure as Failure
 from .queue import Queue as Queue
 from .sequence import Gap as Gap
 from .sequence import GapDetector as GapDetector
@@ -13,10 +16,13 @@ from .topic import Topic as Topic
 __all__ = (
     "Consumer",
     "DeadLetter",
+    "DeadLetterGroup",
     "DeadLetterQueue",
+    "Failure",
     "Gap",
     "GapDetector",
     "Queue",
+    "ReplayReport",
     "Sequencer",
     "Topic",
 )

@@ -45,12 +45,15 @@ def message_from(obj: Any, fields: dict[str, Any]) -> Message:
     """The Message a put or publish stores: ``obj`` itself, a copy with ``fields`` changed,
     or a new Message of payload ``obj``; an unknown field is a TypeError."""
     if fields:
-        for name in fields:
-            if name not in _FIELDS:
-                raise TypeError(f"unexpected keyword argument {name!r}")
-        if type(obj) is Message:
-            return obj.replace(**fields)
-        return Message(obj, **fields)
+        try:
+            if type(obj) is Message:
+                return obj.replace(**fields)
+            return Message(obj, **fields)
+        except TypeError:
+            for name in fields:  # say which keyword is not a Message field, as put would
+                if name not in _FIELDS:
+                    raise TypeError(f"unexpected keyword argument {name!r}") from None
+            raise
     if type(obj) is Message:
         return obj
     return Message(obj)
@@ -124,8 +127,13 @@ class Queue:
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
         self._waiting = 0  # sync + async waiters (getters and putters)
+        # a getter is about to sleep: the next put must wake it. Getters set it (holding
+        # _cond) before their last look at the queue; a put that sees it clears it and wakes
+        # them all, so a burst of puts wakes sleeping getters once, not once per put.
+        self._armed = False
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self._closed = False
+        self._kicks = 0  # bumped by _kick: blocked gets return Empty
         self._dead_total = 0
         self._dedup: DedupWindow | None = None
         self._dedup_ids: dict[Any, str] = {}
@@ -158,6 +166,8 @@ class Queue:
         else:
             self._open_durable(os.fspath(path), sync, options)  # type: ignore[arg-type]
         self._engine.on_room = self._wake
+        if self.dead_letter is not None:
+            self.dead_letter._bind_source(self)  # replay(to=None) puts back here
         self.visibility_timeout = float(visibility_timeout)
         # how long a blocked call may sleep in real seconds before re-reading the clock
         subscribe = getattr(clock, "subscribe", None)
@@ -212,8 +222,8 @@ class Queue:
         if not fields and self._dedup is None and not self._closed:
             mid: str | None = self._engine.offer_payload(message, delay)  # all in C
             if mid is not None:
-                if self._waiting:
-                    self._wake()
+                if self._armed:
+                    self._wake_getters()
                 return mid
         msg, first = self._admit(message, fields)
         if first is not None:
@@ -224,8 +234,8 @@ class Queue:
         except BaseException:
             self._dedup_release(msg)
             raise
-        if self._waiting:
-            self._wake()
+        if self._armed:
+            self._wake_getters()
         return msg.id
 
     def _admit(self, message: Any, fields: dict[str, Any]) -> tuple[Message, str | None]:
@@ -267,14 +277,20 @@ class Queue:
             exc.ids = ids  # type: ignore[attr-defined]
             raise
         finally:
-            if self._waiting and ids:
-                self._wake()
+            if self._armed and ids:
+                self._wake_getters()
         return ids
 
     async def aput(
         self, message: Any, /, *, delay: float = 0.0, timeout: float | None = None, **fields: Any
     ) -> str:
         """:meth:`put`, waiting for room without blocking the event loop."""
+        if not fields and self._dedup is None and not self._closed:
+            mid: str | None = self._engine.offer_payload(message, delay)  # all in C
+            if mid is not None:
+                if self._armed:
+                    self._wake_getters()
+                return mid
         msg, first = self._admit(message, fields)
         if first is not None:
             return first
@@ -287,8 +303,8 @@ class Queue:
         except BaseException:
             self._dedup_release(msg)
             raise
-        if self._waiting:
-            self._wake()
+        if self._armed:
+            self._wake_getters()
         return msg.id
 
     def _put_wait(self, msg: Message, delay: float, block: bool, timeout: float | None) -> None:
@@ -351,6 +367,7 @@ class Queue:
             self._check_drained()
             raise Empty(f"queue {self.name!r} has nothing ready")
         deadline = self._deadline(timeout)
+        kicks = self._kicks
         with self._cond:
             self._waiting += 1
             try:
@@ -359,6 +376,11 @@ class Queue:
                     if got is not None:
                         return got
                     self._check_drained()
+                    if self._kicks != kicks:
+                        raise Empty(f"queue {self.name!r}: the wait was interrupted")
+                    if not self._armed:
+                        self._armed = True  # puts from now on wake us: look once more
+                        continue
                     if not self._cond_wait(deadline):
                         raise Empty(f"queue {self.name!r} has nothing ready (waited {timeout} s)")
             finally:
@@ -378,6 +400,7 @@ class Queue:
 
     async def _aget(self, timeout: float | None, n: int) -> Delivery | list[Delivery]:
         deadline = self._deadline(timeout)
+        kicks = self._kicks
         while True:
             got = self._take(n)
             if got is not None:
@@ -385,6 +408,8 @@ class Queue:
             self._check_drained()
             if timeout == 0:
                 raise Empty(f"queue {self.name!r} has nothing ready")
+            if self._kicks != kicks:
+                raise Empty(f"queue {self.name!r}: the wait was interrupted")
             await self._await_change(deadline, Empty, room=False)
 
     def __iter__(self) -> Iterator[Delivery]:
@@ -425,6 +450,25 @@ class Queue:
         if self._waiting:
             self._wake()
 
+    def release(self, receipt: int, *, delay: float | None = None) -> None:
+        """Give a delivery back untried: visible again after ``delay`` seconds (default at
+        once), and the hand-out does not count as an attempt (a consumer pool that is stopping,
+        or whose circuit breaker is open). Released messages go behind their class's ready
+        messages, as a nacked one."""
+        self._engine.release(receipt, delay)
+        if self._waiting:
+            self._wake()
+
+    def reject(self, receipt: int, *, error: object = None, reason: str = "permanent") -> None:
+        """Move a delivery's message to the dead-letter queue now (RabbitMQ's reject without
+        requeue): ``reason="permanent"``
+        (retrying cannot help) or ``"max_attempts"`` (the consumer's own retry limit, lower
+        than ``max_deliveries``). ``error`` is kept as its last error."""
+        self._engine.reject(receipt, reason, error)
+        self._flush_dead()
+        if self._waiting:
+            self._wake()
+
     def extend(self, receipt: int, seconds: float) -> float:
         """Heartbeat: the lease runs out ``seconds`` from now. Returns the new deadline."""
         deadline: float = self._engine.extend(receipt, seconds)
@@ -456,6 +500,7 @@ class Queue:
             redelivered_total=c[8],
             nacked_total=c[10],
             lease_expiries=c[11],
+            released_total=c[12],
             deduplicated_total=self._deduplicated,
             closed=self._closed,
         )
@@ -567,6 +612,8 @@ class Queue:
             self._waiting += 1
             if room:
                 self._engine.room_waiters += 1
+            else:
+                self._armed = True
         try:
             # re-check after registering: a change in between would otherwise be missed
             if room and self._engine.has_room():
@@ -591,6 +638,17 @@ class Queue:
         for loop, fut in waiters:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody to wake there
                 loop.call_soon_threadsafe(_resolve, fut)
+
+    def _wake_getters(self) -> None:
+        self._armed = False
+        self._wake()
+
+    def _kick(self) -> None:
+        """Make the gets blocked now return :class:`Empty` at once (a consumer pool that is
+        stopping uses it so its workers do not sit out their poll timeout)."""
+        with self._cond:
+            self._kicks += 1
+        self._wake()
 
     def _flush_dead(self) -> None:
         source = self._log_engine if self._log_engine is not None else self._engine

@@ -474,10 +474,26 @@ class Consumer:
         if pos is not None:
             self._topic._parts[p].commit(self._group.name, pos)
 
-    def commit(self) -> None:
-        """Commit, per owned partition, the position after the records polled so far."""
-        for p in list(self._returned):
-            self._commit_partition(p)
+    def commit(self, offsets: dict[int, int] | None = None) -> None:
+        """Commit, per owned partition, the position after the records polled so far; or,
+        with ``offsets`` (partition -> offset, as Kafka's ``commitSync(offsets)``), exactly
+        those positions: the next record to process in each (partitions assigned to this
+        member)."""
+        if offsets is None:
+            for p in list(self._returned):
+                self._commit_partition(p)
+            return
+        if not isinstance(offsets, dict):
+            raise TypeError(f"offsets must be a dict of partition -> offset, got {offsets!r}")
+        for p, off in offsets.items():
+            if p not in self._positions:
+                raise ValueError(
+                    f"partition {p!r} is not assigned to this member (assigned: "
+                    f"{self.assignment()})"
+                )
+            if isinstance(off, bool) or not isinstance(off, int) or off < 0:
+                raise ValueError(f"offsets[{p}] must be an offset >= 0, got {off!r}")
+            self._topic._parts[p].commit(self._group.name, off)
 
     def seek(self, partition: int, offset: int) -> None:
         """Read ``partition`` from ``offset`` next (it must be assigned to this member)."""
