@@ -256,7 +256,8 @@ class ConsumerPool:
         self._sup_task: asyncio.Task[None] | None = None
         self._wakeup = threading.Event()  # wakes the supervisor
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._async_gate: asyncio.Event | None = None
+        self._async_gate: asyncio.Event | None = None  # the limit grew (or a stop)
+        self._async_stop: asyncio.Event | None = None  # set once, by a stop
         # counters (each updated by one statement under the GIL or self._lock)
         self._processed = 0
         self._failed = 0
@@ -345,6 +346,8 @@ class ConsumerPool:
         if self._async_gate is not None and self._loop is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._async_gate.set)
+                if self._async_stop is not None:
+                    self._loop.call_soon_threadsafe(self._async_stop.set)
 
     def _finish(self) -> None:
         with self._lock:
@@ -374,6 +377,7 @@ class ConsumerPool:
         self._begin()
         self._loop = asyncio.get_running_loop()
         self._async_gate = asyncio.Event()
+        self._async_stop = asyncio.Event()
         self._agrow()
         self._sup_task = self._loop.create_task(self._asupervise(), name=f"{self.name}-supervisor")
         return self
@@ -1045,11 +1049,15 @@ class ConsumerPool:
         return not self._stopping
 
     async def _asleep(self, seconds: float) -> None:
-        gate = self._async_gate
-        assert gate is not None
-        if not self._stopping:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(gate.wait(), max(seconds, 0.001))
+        """Sleep up to ``seconds``; a stop wakes it. Always yields to the loop (on 3.12+
+        ``wait_for`` on an event already set returns without suspending)."""
+        stop = self._async_stop
+        assert stop is not None
+        if self._stopping or stop.is_set():
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(seconds, 0.001))
 
     async def _asupervise(self) -> None:
         last_beat = time.monotonic()
