@@ -298,6 +298,19 @@ static inline void fq_wq_release(fq_wq *q, uint32_t s) {
     q->free_head = s;
 }
 
+/* Slot s (no longer in flight) is visible again at ready_at: delayed until then, or ready. */
+static int fq_wq_requeue(fq_wq *q, uint32_t s, int64_t ready_at) {
+    fq_wq_entry *x = &q->e[s];
+    if (ready_at > q->now) {
+        x->state = FQ_WQ_DELAYED;
+        x->ready_at = ready_at;
+        x->order = q->next_seq++;
+        return fq_wq_heap_push(q, &q->delayed, s);
+    }
+    fq_wq_ready_push(q, s, ready_at);
+    return FQ_WQ_OK;
+}
+
 /* A failed attempt of in-flight slot s (lease expiry, or nack): dead-letter it at the limit,
  * otherwise make it visible again at ready_at (after delay, if any). */
 static int fq_wq_fail(fq_wq *q, uint32_t s, int64_t ready_at, int reason_if_dead) {
@@ -309,14 +322,7 @@ static int fq_wq_fail(fq_wq *q, uint32_t s, int64_t ready_at, int reason_if_dead
         return FQ_WQ_OK;
     }
     q->redelivered_total++;
-    if (ready_at > q->now) {
-        x->state = FQ_WQ_DELAYED;
-        x->ready_at = ready_at;
-        x->order = q->next_seq++;
-        return fq_wq_heap_push(q, &q->delayed, s);
-    }
-    fq_wq_ready_push(q, s, ready_at);
-    return FQ_WQ_OK;
+    return fq_wq_requeue(q, s, ready_at);
 }
 
 /* Bring the queue to time now: due delayed messages become ready (in due order), expired
@@ -519,15 +525,7 @@ static int fq_wq_giveback(fq_wq *q, uint64_t receipt, int64_t delay, uint64_t *t
     if (x->deliveries) x->deliveries--;
     *attempts = x->deliveries;
     q->released_total++;
-    int64_t ready_at = q->now + (delay > 0 ? delay : 0);
-    if (ready_at > q->now) {
-        x->state = FQ_WQ_DELAYED;
-        x->ready_at = ready_at;
-        x->order = q->next_seq++;
-        return fq_wq_heap_push(q, &q->delayed, s);
-    }
-    fq_wq_ready_push(q, s, ready_at);
-    return FQ_WQ_OK;
+    return fq_wq_requeue(q, s, q->now + (delay > 0 ? delay : 0));
 }
 
 /* Dead-letter now (a permanent failure, or the consumer's own attempt limit): err as nack. */
