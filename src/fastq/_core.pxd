@@ -469,7 +469,8 @@ cdef class SegmentLog:
     cdef int _check_open(self) except -1
     cdef uint64_t _visible_next(self)
     cdef int _publish(self) except -1
-    cdef int _roll(self, _Segment seg) except -1
+    cdef uint64_t _next_seg_bytes(self, uint64_t prev, uint64_t need)
+    cdef int _roll(self, _Segment seg, uint64_t need=*) except -1
     cdef int _retention(self, int64_t now_ns) except -1
     cdef int _await_durable(self, uint64_t target) except -1
     cdef int _fail(self, int err, object path) except -1

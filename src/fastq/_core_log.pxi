@@ -164,6 +164,7 @@ cdef void _close_fd(int fd) noexcept nogil:
 
 cdef enum:
     _POPULATE_AHEAD = 4 << 20
+    _FIRST_SEG_BYTES = 1 << 20        # a log's segments start here and double (see _next_seg_bytes)
 
 
 cdef void _populate(_Segment seg, uint64_t upto) noexcept:
@@ -609,7 +610,7 @@ cdef class SegmentLog:
                 self._segs = []
                 self._active = None
                 return
-            segs.append(self._create_segment(0, self._seg_bytes, 0))
+            segs.append(self._create_segment(0, self._next_seg_bytes(0, 0), 0))
         self._segs = segs
         self._active = segs[-1]
         self._durable_next = self._active.next
@@ -825,9 +826,18 @@ cdef class SegmentLog:
         fq_parker_wake_all(self._appended)
         return 0
 
-    cdef int _roll(self, _Segment seg) except -1:
+    cdef uint64_t _next_seg_bytes(self, uint64_t prev, uint64_t need):
+        # segments grow: the first is 1 MiB (or segment_bytes if smaller), each next one twice
+        # the previous, up to segment_bytes, and always big enough for a record of `need`
+        # bytes; a small log costs little disk, while a busy one soon rolls at full size
+        cdef uint64_t size = prev * 2 if prev else _FIRST_SEG_BYTES
+        while size < FQ_SEG_DATA_AT + need and size < self._seg_bytes:
+            size *= 2
+        return size if size < self._seg_bytes else self._seg_bytes
+
+    cdef int _roll(self, _Segment seg, uint64_t need=0) except -1:
         # the active segment is full: seal it and continue in `seg` (prepared by the caller
-        # under its temporary name) or in a new segment
+        # under its temporary name) or in a new segment with room for a record of `need` bytes
         cdef _Segment old = self._active
         cdef int rc
         cdef uint64_t frm
@@ -846,7 +856,7 @@ cdef class SegmentLog:
             old.synced_pos = old.end_pos
             self._barrier("sync")
         if seg is None:
-            seg = self._prepare_segment(old.next, self._seg_bytes, 0)
+            seg = self._prepare_segment(old.next, self._next_seg_bytes(old.seg_bytes, need), 0)
         self._publish_segment(seg)
         if self._sync != _SYNC_ALWAYS and old.end_pos > old.synced_pos:
             self._unsynced.append(old)          # the next flush (or interval tick) syncs it
@@ -899,7 +909,7 @@ cdef class SegmentLog:
             self._check_write()
             seg = self._active
             if size > seg.seg_bytes - seg.end_pos or not seg.writable:
-                self._roll(None)
+                self._roll(None, size)
                 seg = self._active
             off = seg.next
             if seg.end_pos + size > seg.populated:
@@ -1893,23 +1903,23 @@ cdef list _prepare_batch_segments(SegmentLog log, fq_span *vs, fq_span *ks, Py_s
     cdef uint64_t pos = seg.end_pos, lim = seg.seg_bytes, off = seg.next, size, kl
     cdef Py_ssize_t i
     cdef list bases = []
+    cdef list sizes = []
     cdef list prepared = []
-    if not seg.writable:
-        bases.append(off)
-        pos = FQ_SEG_DATA_AT
-        lim = log._seg_bytes
+    cdef bint sealed = not seg.writable
     for i in range(n):
         kl = <uint64_t>ks[i].len if ks != NULL and ks[i].len > 0 else 0
         size = fq_rec_size(kl, <uint64_t>vs[i].len)
-        if size > lim - pos:
+        if sealed or size > lim - pos:
+            sealed = False
+            lim = log._next_seg_bytes(lim, size)
             bases.append(off)
+            sizes.append(lim)
             pos = FQ_SEG_DATA_AT
-            lim = log._seg_bytes
         pos += size
         off += 1
     try:
-        for base in bases:
-            prepared.append(log._prepare_segment(base, log._seg_bytes, 0))
+        for i in range(len(bases)):
+            prepared.append(log._prepare_segment(bases[i], sizes[i], 0))
     except BaseException:
         for p in prepared:
             log._discard_segment(p)

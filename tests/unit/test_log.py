@@ -420,6 +420,49 @@ def test_largest_record_follows_segment_bytes(tmp_path: Path) -> None:
         assert log.read(0)[0].value == b"x" * (seg - 8224)
 
 
+def _segment_sizes(directory: Path) -> list[int]:
+    return [os.path.getsize(p) for p in sorted(directory.glob("*.log"))]
+
+
+def test_segments_start_small_and_double_up_to_segment_bytes(tmp_path: Path) -> None:
+    """A new log costs 1 MiB of disk, not segment_bytes: segments double from 1 MiB."""
+    mib = 1 << 20
+    with SegmentLog(tmp_path, segment_bytes=8 * mib) as log:
+        assert _segment_sizes(tmp_path) == [mib]
+        value = b"v" * 100_000
+        for _ in range(300):                           # ~30 MB: 1 + 2 + 4 + 8 + 8 + 8 MiB
+            log.append(value)
+        sizes = _segment_sizes(tmp_path)
+        assert sizes[:4] == [mib, 2 * mib, 4 * mib, 8 * mib]
+        assert set(sizes[4:]) == {8 * mib}
+        assert [r.value for r in all_records(log)] == [value] * 300
+    with SegmentLog(tmp_path, segment_bytes=8 * mib) as log:   # growth resumes after a reopen
+        log.append_many([b"w" * 1_000_000] * 40)
+        assert set(_segment_sizes(tmp_path)[4:]) == {8 * mib}
+        assert log.end_offset == 340
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_record_larger_than_the_next_step_gets_a_segment_that_fits(
+        tmp_path: Path, batch: bool) -> None:
+    mib = 1 << 20
+    big = b"b" * (5 * mib)
+    with SegmentLog(tmp_path, segment_bytes=16 * mib) as log:
+        log.append(b"small")
+        if batch:
+            log.append_many([b"s", big, b"t"])
+        else:
+            log.append(big)
+        assert _segment_sizes(tmp_path) == [mib, 8 * mib]
+        assert log.read(1 if not batch else 2)[0].value == big
+
+
+def test_small_segment_bytes_is_used_from_the_first_segment(tmp_path: Path) -> None:
+    with SegmentLog(tmp_path, segment_bytes=SEG) as log:
+        log.append(b"x")
+        assert _segment_sizes(tmp_path) == [SEG]
+
+
 # ---- reopening and sync modes -----------------------------------------------------------------
 
 
