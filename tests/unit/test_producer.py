@@ -627,7 +627,8 @@ def test_traceparent_is_injected_when_a_span_is_current(fake_otel: dict[str, Any
 
 
 def test_no_trace_headers_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # import fails
+    for mod in ("opentelemetry", "opentelemetry.propagate", "opentelemetry.trace"):
+        monkeypatch.setitem(sys.modules, mod, None)  # import fails (even if installed)
     monkeypatch.setattr(producer_mod, "_OTEL", False)
     q = Queue("q")
     Producer(q).send(b"a")
