@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ("DeadLetterStatistics", "DedupStatistics", "QueueStatistics")
+__all__ = (
+    "ConsumerGroupStatistics",
+    "DeadLetterStatistics",
+    "DedupStatistics",
+    "QueueStatistics",
+    "TopicStatistics",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,8 @@ class QueueStatistics:
     deduplicated_total: int
     """Puts dropped as duplicates by the dedup window."""
     closed: bool
+    throughput: float = 0.0
+    """Messages acked per second over about the last 10 s (from ``statistics()`` calls)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +83,41 @@ class DeadLetterStatistics:
     by_reason: dict[str, int]
     """Entries held now, by reason (``max_deliveries``, ``expired``, ``rejected``,
     ``permanent``, ``max_attempts``)."""
+    growth_rate: float = 0.0
+    """Entries added per second over about the last 10 s (from ``statistics()`` calls)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupStatistics:
+    """A consumer group of a :class:`fastq.Topic` (``topic.group_statistics(group)``,
+    ``consumer.statistics()``)."""
+
+    topic: str
+    group: str
+    members: int
+    """Members joined in this process."""
+    committed: dict[int, int | None]
+    """Committed offset per partition (None: nothing committed there)."""
+    lag: dict[int, int]
+    """Records per partition not yet committed past."""
+    total_lag: int
+    oldest_uncommitted_age: float | None
+    """Seconds since the oldest record the group has not committed past was published, over
+    all partitions (None: no lag)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicStatistics:
+    """A snapshot of a :class:`fastq.Topic` (``topic.statistics()``); no I/O."""
+
+    name: str
+    partitions: int
+    start_offsets: dict[int, int]
+    end_offsets: dict[int, int]
+    records: int
+    """Records held over all partitions (end - start)."""
+    throughput: float
+    """Records published per second over about the last 10 s (from ``statistics()`` calls)."""
+    groups: dict[str, ConsumerGroupStatistics]
+    """Every group known here: joined in this process or, when durable, committed on disk."""
+    closed: bool

@@ -101,6 +101,10 @@ class LogPartition:
         c = self._log.committed(group)
         return None if c is None else int(c)
 
+    def groups(self) -> list[str]:
+        """The groups that committed an offset here (kept on disk)."""
+        return list(self._log.groups())
+
     def flush(self) -> None:
         self._log.flush()
 

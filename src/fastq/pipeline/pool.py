@@ -34,11 +34,15 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .. import tracing as _tracing
 from .._core import ConsumerRecord, DedupWindow, Delivery, handle_each
+from .._meter import RateMeter
+from .._registry import track
 from ..errors import Closed, Empty, FastqError, InvalidReceipt
+from ..logs import MessageLoggerAdapter, logger
 from ..semantics.dlq import DeadLetter, DeadLetterQueue
 from ..semantics.failure import Failure
 from ..semantics.queue import Queue
@@ -93,6 +97,12 @@ class PoolStatistics:
     handler_seconds_ewma: float
     """Smoothed handler time per message."""
     breaker_state: str | None
+    throughput: float = 0.0
+    """Handler calls returned per second over about the last 10 s (from ``statistics()``)."""
+    errors: dict[str, int] = field(default_factory=dict)
+    """Handler exceptions by type name, in total."""
+    source: str = ""
+    """The name of the queue or topic the pool consumes."""
 
 
 class ConsumerPool:
@@ -267,9 +277,15 @@ class ConsumerPool:
         self._dups = 0
         self._lost = 0
         self._heartbeats = 0
+        self._errors: dict[str, int] = {}
+        self._throughput = RateMeter()
+        self._log = MessageLoggerAdapter(logger("pool"), source.name)
+        self._traced: Callable[[Any], Any] = handler
+        self._traced_for: object = None
         vt = getattr(source, "visibility_timeout", 30.0)
         self._vt = float(vt)
         self._beat = max(0.05, self._vt / 3.0)
+        track(self)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -421,6 +437,8 @@ class ConsumerPool:
 
     def statistics(self) -> PoolStatistics:
         br = self.circuit_breaker
+        with self._lock:
+            errors = dict(self._errors)
         return PoolStatistics(
             name=self.name,
             state=self._state,
@@ -438,6 +456,9 @@ class ConsumerPool:
             heartbeats=self._heartbeats,
             handler_seconds_ewma=self._ewma,
             breaker_state=None if br is None else br.state,
+            throughput=self._throughput.rate(self._processed, time.monotonic()),
+            errors=errors,
+            source=self.source.name,
         )
 
     def __repr__(self) -> str:
@@ -514,6 +535,8 @@ class ConsumerPool:
         """A handler raised KeyboardInterrupt/SystemExit (or the pool failed): stop now."""
         if self._error is None:
             self._error = exc
+            self._log.error("%s: stopping: a handler raised %s", self.name,
+                            type(exc).__qualname__, event="pool_stopped")
         self._signal_stop(abort=True)
 
     def _supervise(self) -> None:
@@ -601,7 +624,7 @@ class ConsumerPool:
             if self._stopping:
                 self._release(batch[k:], 0.0, t)
                 return
-            done, k, exc, seconds = handle_each(self.handler, batch, k, _BUDGET)
+            done, k, exc, seconds = handle_each(self._handler_now(), batch, k, _BUDGET)
             if done:
                 t[_OK] += len(done)
                 self._ack(done, t)
@@ -618,7 +641,7 @@ class ConsumerPool:
     async def _afast_batch(self, batch: list[Delivery], t: list[int]) -> None:
         """asyncio mode, a coroutine handler and nothing between calls: await each in turn,
         ack the successes with one call."""
-        handler = self.handler
+        handler = self._handler_now()
         clock = self._clock
         done: list[Delivery] = []
         try:
@@ -782,6 +805,7 @@ class ConsumerPool:
                     self._interrupted(exc)
                     return
                 t[_FAILED] += 1
+                self._count_error(exc)
                 if br is not None:
                     br.record_failure(exc)
                 kind = self.retry.classify(exc)
@@ -792,7 +816,9 @@ class ConsumerPool:
                     t[_DEAD] += 1
                     break
                 t[_RETRIED] += 1
-                yield float(self.retry.delay(attempt))
+                delay = float(self.retry.delay(attempt))
+                self._log_retry(r, exc, attempt, delay)
+                yield delay
                 attempt += 1
             done[0] += 1
 
@@ -802,7 +828,7 @@ class ConsumerPool:
 
     def _drive(self, steps: _Steps) -> None:
         """Run a step generator in this thread."""
-        handler = self.handler
+        handler = self._handler_now()
         loop = _local.loop if self._is_async_handler else None
         try:
             step = next(steps)
@@ -825,7 +851,7 @@ class ConsumerPool:
 
     async def _adrive(self, steps: _Steps) -> None:
         """Run a step generator on the event loop (a cancelled task releases its message)."""
-        handler = self.handler
+        handler = self._handler_now()
         cancelled: BaseException | None = None
         try:
             step = next(steps)
@@ -856,7 +882,27 @@ class ConsumerPool:
 
     # ---- settling -------------------------------------------------------------------------
 
+    def _handler_now(self) -> Callable[[Any], Any]:
+        """The handler, inside a ``process`` span while fastq.tracing is instrumented."""
+        otel = _tracing.active()
+        if otel is None:
+            return self.handler
+        if self._traced_for is not otel:
+            self._traced = _tracing.wrap_handler(
+                otel, self.handler, self.source.name, self.group, self.batch_size > 1
+            )
+            self._traced_for = otel
+        return self._traced
+
     def _ack(self, receipts: Sequence[int | Delivery], t: list[int]) -> None:
+        otel = _tracing.active()
+        if otel is not None:
+            with _tracing.settle_span(otel, self.source.name, self.group, len(receipts)):
+                self._ack_now(receipts, t)
+        else:
+            self._ack_now(receipts, t)
+
+    def _ack_now(self, receipts: Sequence[int | Delivery], t: list[int]) -> None:
         try:
             self.source.ack_many(receipts)  # type: ignore[union-attr]
         except InvalidReceipt as exc:
@@ -884,6 +930,7 @@ class ConsumerPool:
     ) -> None:
         """A failed delivery: nack with the policy's delay, or dead-letter it now."""
         t[_FAILED] += 1
+        self._count_error(exc)
         if br is not None:
             br.record_failure(exc)
         kind = self.retry.classify(exc)
@@ -891,17 +938,35 @@ class ConsumerPool:
             t[_TRANSIENT] += 1
         err = self._failure(exc, d.attempt, t0, t1, kind).encode()
         try:
-            if kind == "dead_letter":
-                d.reject(err, "permanent")
+            if kind == "dead_letter" or d.attempt >= self.retry.max_attempts:
+                reason = "permanent" if kind == "dead_letter" else "max_attempts"
+                d.reject(err, reason)
                 t[_DEAD] += 1
-            elif d.attempt >= self.retry.max_attempts:
-                d.reject(err, "max_attempts")
-                t[_DEAD] += 1
+                self._log_dead(d, exc, d.attempt, reason)
             else:
-                d.nack(self.retry.delay(d.attempt), error=err)
+                delay = self.retry.delay(d.attempt)
+                d.nack(delay, error=err)
                 t[_RETRIED] += 1
+                self._log_retry(d, exc, d.attempt, delay)
         except InvalidReceipt:
             t[_LOST] += 1
+            self._log.warning("%s: lease ran out before the failure was settled; the message "
+                              "is redelivered", self.name, message=d, event="lost_lease")
+
+    def _log_retry(self, m: object, exc: BaseException, attempt: int, delay: float) -> None:
+        self._log.info("%s: handler raised %s: %s; attempt %d of %d, retry in %.3f s",
+                       self.name, type(exc).__qualname__, exc, attempt,
+                       self.retry.max_attempts, delay, message=m, event="retry")
+
+    def _log_dead(self, m: object, exc: BaseException, attempt: int, reason: str) -> None:
+        self._log.warning("%s: handler raised %s: %s; dead-lettered (%s) after %d attempt(s)",
+                          self.name, type(exc).__qualname__, exc, reason, attempt,
+                          message=m, event="dead_letter")
+
+    def _count_error(self, exc: BaseException) -> None:
+        name = type(exc).__qualname__
+        with self._lock:
+            self._errors[name] = self._errors.get(name, 0) + 1
 
     def _failure(self, exc: Exception, attempts: int, t0: float, t1: float, kind: str) -> Failure:
         return Failure.from_exception(
@@ -918,6 +983,7 @@ class ConsumerPool:
     ) -> None:
         now = time.time()
         assert self.dead_letter is not None
+        self._log_dead(r, exc, attempt, "permanent" if kind == "dead_letter" else "max_attempts")
         self.dead_letter.add(
             DeadLetter(
                 message=r.message,
@@ -932,17 +998,24 @@ class ConsumerPool:
         )
 
     def _rewind(self, consumer: Consumer, records: list[ConsumerRecord], done: int) -> None:
-        """Put the records not finished back (seek their partitions), then commit."""
+        """Commit what was finished, then put the records not finished back (seek).
+
+        The commit comes first: the member owns every polled partition until its next poll
+        or seek (rebalancing is cooperative), and a seek may hand a partition over, after
+        which this member could no longer commit the records it finished there."""
+        offsets: dict[int, int] = {}
+        for r in records[:done]:
+            offsets[r.partition] = r.offset + 1
         first: dict[int, int] = {}
         for r in records[done:]:
             first.setdefault(r.partition, r.offset)
+        offsets.update(first)  # a partition's first unfinished record comes after its done ones
+        if offsets:
+            consumer.commit(offsets)
         for p, off in first.items():
-            with contextlib.suppress(FastqError):
-                consumer.seek(p, off)
-        consumer.commit()  # the partitions read to the end of the poll
-        if first:
+            # handed over meanwhile (ValueError): the new owner starts at the commit
             with contextlib.suppress(FastqError, ValueError):
-                consumer.commit(first)  # the rewound ones: up to their first unfinished record
+                consumer.seek(p, off)
 
     # ---- the workers ----------------------------------------------------------------------
 

@@ -15,10 +15,14 @@ import time
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from .. import tracing as _tracing
 from .._core import Message, TokenBucket, new_id
+from .._meter import RateMeter
+from .._registry import track
 from ..errors import Full, Overloaded
 from ..semantics.queue import Queue
 from ..semantics.topic import Topic
@@ -57,6 +61,8 @@ class ProducerStatistics:
     """The target's depth at the last reading, None without a high watermark."""
     validation_errors: int
     """Messages rejected by ``schema``."""
+    throughput: float = 0.0
+    """Messages sent per second over about the last 10 s (from ``statistics()`` calls)."""
 
 
 class Producer:
@@ -189,6 +195,9 @@ class Producer:
         self._overloaded = 0
         self._blocked = 0.0
         self._invalid = 0
+        self._throughput = RateMeter()
+        self._destination = str(getattr(target, "name", self.name))
+        track(self)
 
     # ---- sending --------------------------------------------------------------------------
 
@@ -197,6 +206,8 @@ class Producer:
         validated, stamped, admitted by the rate limit and the depth, then put or published.
         Returns the target's result (a queue's message id, a topic's ``(partition, offset)``).
         Raises ValueError for an invalid payload and :class:`~fastq.Overloaded` when refused."""
+        if _tracing._active is not None and not _inside.get():
+            return self._in_send_span(self.send, message, fields, None)
         if type(message) is not Message:
             if self._plain and not fields:  # the common case, inline: a bare payload
                 mid = new_id()
@@ -243,6 +254,8 @@ class Producer:
         where a message was shed. Tokens are taken ``burst`` messages at a time, each chunk
         sent as its tokens come (``"raise"``: the whole batch's tokens must be there now)."""
         items = messages if isinstance(messages, (list, tuple)) else list(messages)
+        if _tracing._active is not None and not _inside.get():
+            return self._in_send_span(self.send_many, items, None, len(items))  # type: ignore[no-any-return]
         if self._route_many is not None and not self._guarded:
             # a Router with nothing to validate or hold back: it routes, stamps the keys and
             # adds its headers in one native copy per message
@@ -298,6 +311,15 @@ class Producer:
 
     async def asend(self, message: Any, /, **fields: Any) -> Any:
         """:meth:`send`, waiting (for tokens, depth or room) without blocking the event loop."""
+        if _tracing._active is not None and not _inside.get():
+            otel = _tracing._active
+            token = _inside.set(True)
+            try:
+                with _tracing.send_span(otel, self._destination, None) as span:
+                    fields = self._with_id(message, fields, span)
+                    return await self.asend(message, **fields)
+            finally:
+                _inside.reset(token)
         if self._kind == "router" and type(message) is not Message:
             fields = self._fields(message, fields)
             priority = fields.get("priority", "normal")
@@ -347,19 +369,51 @@ class Producer:
             overloaded, blocked, invalid = self._overloaded, self._blocked, self._invalid
             batches = self._sent_batches
         b = self._bucket
+        sent = int(repr(self._sent)[6:-1]) + batches
         return ProducerStatistics(
             name=self.name,
-            sent=int(repr(self._sent)[6:-1]) + batches,
+            sent=sent,
             shed=shed,
             overloaded_total=overloaded,
             blocked_seconds=blocked,
             rate=None if self._rate is None else (self._rate if b is None else float(b.rate)),
             depth=None if self._depth_of is None else self._depth,
             validation_errors=invalid,
+            throughput=self._throughput.rate(sent, time.monotonic()),
         )
 
     def __repr__(self) -> str:
         return f"Producer({self.name!r}, policy={self.policy!r}, rate={self._rate!r})"
+
+    # ---- tracing (fastq.tracing.instrument()) ----------------------------------------------
+
+    def _in_send_span(
+        self, call: Callable[..., Any], message: Any, fields: dict[str, Any] | None,
+        count: int | None,
+    ) -> Any:
+        """``call`` inside a ``send`` span, whose context the stamped messages carry."""
+        otel = _tracing._active
+        assert otel is not None
+        token = _inside.set(True)
+        try:
+            with _tracing.send_span(otel, self._destination, count) as span:
+                if fields is None:
+                    return call(message)
+                return call(message, **self._with_id(message, fields, span))
+        finally:
+            _inside.reset(token)
+
+    @staticmethod
+    def _with_id(message: Any, fields: dict[str, Any], span: Any) -> dict[str, Any]:
+        """``fields`` with the message id fixed now, so the span can name it."""
+        if type(message) is Message:
+            mid = fields.get("id") or message.id
+        else:
+            mid = fields.get("id")
+            if mid is None:
+                mid = fields["id"] = new_id()
+        span.set_attribute("messaging.message.id", mid)
+        return fields
 
     # ---- preparing a message -------------------------------------------------------------
 
@@ -954,6 +1008,9 @@ class _Waker:
         with self._cond:
             self._cond.wait(_DEPTH_BACKOFF[1])
 
+
+_inside: ContextVar[bool] = ContextVar("fastq_producer_traced", default=False)
+"""True inside a send span: the traced call runs the plain send."""
 
 _OTEL: tuple[Callable[[], Any], Callable[[dict[str, str]], None]] | bool | None = False
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._core import Message, SegmentLog
+from .._meter import RateMeter
+from .._registry import track
 from ..codecs import Codec
 from ..errors import CorruptLogError
 from ..stats import DeadLetterStatistics
@@ -265,6 +267,8 @@ class DeadLetterQueue:
             except BaseException:
                 self._log.close()
                 raise
+        self._growth = RateMeter()
+        track(self)
 
     # ---- storage ----------------------------------------------------------------------------
 
@@ -454,6 +458,7 @@ class DeadLetterQueue:
                 added_total=self._added,
                 dropped_total=self._dropped,
                 by_reason=by_reason,
+                growth_rate=self._growth.rate(self._added, time.monotonic()),
             )
 
     # ---- tooling ----------------------------------------------------------------------------

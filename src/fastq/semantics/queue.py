@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from .._core import DedupWindow, Delivery, Message
+from .._meter import RateMeter
+from .._registry import track
 from ..backends.base import Capabilities
 from ..backends.log import LogEngine
 from ..backends.memory import MEMORY_CAPABILITIES, MemoryEngine
@@ -178,6 +180,8 @@ class Queue:
             self._slice = math.inf  # woken by FakeClock.advance
         else:
             self._slice = _POLL_SLICE
+        self._throughput = RateMeter()
+        track(self)
 
     def _open_durable(self, root: str, sync: str, options: dict[str, Any]) -> None:
         """Open the journal and the automatic dead-letter queue, replay; on any failure close
@@ -503,6 +507,7 @@ class Queue:
             released_total=c[12],
             deduplicated_total=self._deduplicated,
             closed=self._closed,
+            throughput=self._throughput.rate(c[7], time.monotonic()),
         )
 
     def __len__(self) -> int:

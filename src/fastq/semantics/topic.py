@@ -23,9 +23,12 @@ from .._core import (
     route_publish,
 )
 from .._core import partition as _partition
+from .._meter import RateMeter
+from .._registry import track
 from ..backends.partition import LogPartition, MemoryPartition, PartitionEngine
 from ..codecs import Codec
 from ..errors import Closed, OffsetOutOfRange
+from ..stats import ConsumerGroupStatistics, TopicStatistics
 from .queue import message_from
 
 __all__ = ("Consumer", "Topic")
@@ -106,6 +109,8 @@ class Topic:
         self._groups: dict[str, _Group] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._throughput = RateMeter()
+        track(self)
 
     # ---- publish --------------------------------------------------------------------------
 
@@ -199,6 +204,60 @@ class Topic:
             c = part.committed(group)
             out[p] = part.end_offset - max(part.start_offset if c is None else c, part.start_offset)
         return out
+
+    def statistics(self) -> TopicStatistics:
+        """Offsets, records held, publish rate and every known group's lag (no I/O beyond
+        reading one record header per lagging partition)."""
+        starts = self.start_offsets()
+        ends = self.end_offsets()
+        with self._lock:
+            names = set(self._groups)
+        if not self._closed:
+            for part in self._parts:
+                groups = getattr(part, "groups", None)
+                if groups is not None:
+                    names.update(groups())
+        return TopicStatistics(
+            name=self.name,
+            partitions=self.partitions,
+            start_offsets=starts,
+            end_offsets=ends,
+            records=sum(ends[p] - starts[p] for p in ends),
+            throughput=self._throughput.rate(sum(ends.values()), time.monotonic()),
+            groups={g: self.group_statistics(g) for g in sorted(names)},
+            closed=self._closed,
+        )
+
+    def group_statistics(self, group: str) -> ConsumerGroupStatistics:
+        """One consumer group: members here, committed offsets, lag per partition and the age
+        of the oldest record it has not committed past."""
+        if not isinstance(group, str):
+            raise TypeError(f"group must be a str, got {type(group).__name__}")
+        with self._lock:
+            g = self._groups.get(group)
+        members = 0 if g is None else len(g.members_snapshot())
+        committed: dict[int, int | None] = {}
+        lag: dict[int, int] = {}
+        oldest: int | None = None
+        for p, part in enumerate(self._parts):
+            c = None if self._closed else part.committed(group)
+            committed[p] = c
+            start = part.start_offset
+            at = start if c is None else max(c, start)
+            lag[p] = part.end_offset - at
+            if lag[p] > 0 and not self._closed:
+                head = part.read(at, 1)
+                if head and (oldest is None or head[0].timestamp < oldest):
+                    oldest = head[0].timestamp
+        return ConsumerGroupStatistics(
+            topic=self.name,
+            group=group,
+            members=members,
+            committed=committed,
+            lag=lag,
+            total_lag=sum(lag.values()),
+            oldest_uncommitted_age=None if oldest is None else max(0.0, time.time() - oldest / 1e9),
+        )
 
     def flush(self) -> None:
         for part in self._parts:
@@ -523,6 +582,10 @@ class Consumer:
         if partition not in self._positions:
             raise ValueError(f"partition {partition} is not assigned to this member")
         return self._positions[partition]
+
+    def statistics(self) -> ConsumerGroupStatistics:
+        """This member's group (``topic.group_statistics(consumer.group)``)."""
+        return self._topic.group_statistics(self._group.name)
 
     def lag(self) -> dict[int, int]:
         """Records left to read, per partition owned by this member."""

@@ -1,0 +1,258 @@
+"""Prometheus exposition of fastq's statistics (the ``prometheus`` extra).
+
+``FastqCollector(registry)`` is a custom collector (``prometheus_client.REGISTRY.register``)
+that turns each snapshot into metric families with conventional names: counters end in
+``_total``, times are in seconds, one label per object (``queue``, ``topic``, ``group``,
+``partition``, ``pool``, ``producer``, ``dlq``). :func:`register` adds it to a
+prometheus_client registry; :func:`serve` also starts prometheus_client's HTTP server.
+The full list of names is in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from . import MetricsSnapshot, Registry, registry
+
+__all__ = ("FastqCollector", "register", "serve")
+
+_BREAKER_STATES = ("closed", "open", "half_open")
+
+
+class FastqCollector(Collector):
+    """Collects ``registry`` (default: every fastq object of the process) at each scrape."""
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        if registry is not None and not isinstance(registry, Registry):
+            raise TypeError(
+                f"registry must be a fastq.metrics.Registry, got {type(registry).__name__}"
+            )
+        self.registry = registry
+
+    def collect(self) -> Iterator[Any]:
+        snap = (self.registry if self.registry is not None else registry()).snapshot()
+        yield from _queue_families(snap)
+        yield from _topic_families(snap)
+        yield from _dlq_families(snap)
+        yield from _producer_families(snap)
+        yield from _pool_families(snap)
+
+    def describe(self) -> list[Any]:
+        return []  # unchecked collector: families depend on what exists at scrape time
+
+
+def register(
+    registry: Registry | None = None, *, into: CollectorRegistry | None = None
+) -> FastqCollector:
+    """Register a :class:`FastqCollector` into ``into`` (default: prometheus_client's global
+    ``REGISTRY``) and return it."""
+    collector = FastqCollector(registry)
+    (REGISTRY if into is None else into).register(collector)
+    return collector
+
+
+def serve(
+    port: int = 9464,
+    addr: str = "0.0.0.0",
+    *,
+    registry: Registry | None = None,
+    into: CollectorRegistry | None = None,
+) -> FastqCollector:
+    """Register the collector and start prometheus_client's HTTP server on ``addr:port``
+    (a daemon thread); returns the collector."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, got {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535, got {port!r}")
+    target = REGISTRY if into is None else into
+    collector = register(registry, into=target)
+    start_http_server(port, addr=addr, registry=target)
+    return collector
+
+
+# ---- families --------------------------------------------------------------------------
+
+
+def _g(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+def _c(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+    # prometheus_client appends _total to a counter's samples; the family name goes without
+    return CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
+
+
+def _queue_families(snap: MetricsSnapshot) -> Iterator[Any]:
+    ready = _g("fastq_queue_messages_ready", "Messages visible, waiting for a consumer.", ["queue"])
+    delayed = _g("fastq_queue_messages_delayed", "Messages scheduled for later.", ["queue"])
+    inflight = _g("fastq_queue_messages_in_flight", "Messages leased, not yet settled.", ["queue"])
+    age = _g(
+        "fastq_queue_oldest_message_age_seconds",
+        "Age of the oldest ready message (0 when none is ready).",
+        ["queue"],
+    )
+    rate = _g("fastq_queue_throughput", "Messages acked per second (last ~10 s).", ["queue"])
+    counters = {
+        "put_total": _c("fastq_queue_messages_put_total", "Messages put.", ["queue"]),
+        "acked_total": _c("fastq_queue_messages_acked_total", "Messages acked.", ["queue"]),
+        "nacked_total": _c("fastq_queue_messages_nacked_total", "Messages nacked.", ["queue"]),
+        "redelivered_total": _c(
+            "fastq_queue_messages_redelivered_total",
+            "Hand-outs made visible again (lease ran out or nack).",
+            ["queue"],
+        ),
+        "released_total": _c(
+            "fastq_queue_messages_released_total", "Deliveries given back untried.", ["queue"]
+        ),
+        "lease_expiries": _c(
+            "fastq_queue_lease_expiries_total", "Leases that ran out.", ["queue"]
+        ),
+        "dead_lettered": _c(
+            "fastq_queue_messages_dead_lettered_total",
+            "Messages moved to the dead-letter queue.",
+            ["queue"],
+        ),
+        "deduplicated_total": _c(
+            "fastq_queue_messages_deduplicated_total",
+            "Puts dropped as duplicates.",
+            ["queue"],
+        ),
+    }
+    for key, s in snap.queues.items():
+        ready.add_metric([key], s.ready)
+        delayed.add_metric([key], s.delayed)
+        inflight.add_metric([key], s.in_flight)
+        age.add_metric([key], s.oldest_ready_age or 0.0)
+        rate.add_metric([key], s.throughput)
+        for attr, fam in counters.items():
+            fam.add_metric([key], getattr(s, attr))
+    yield from (ready, delayed, inflight, age, rate, *counters.values())
+
+
+def _topic_families(snap: MetricsSnapshot) -> Iterator[Any]:
+    end = _g("fastq_topic_end_offset", "Offset the next record gets.", ["topic", "partition"])
+    start = _g("fastq_topic_start_offset", "Oldest retained offset.", ["topic", "partition"])
+    records = _g("fastq_topic_records", "Records retained over all partitions.", ["topic"])
+    rate = _g("fastq_topic_throughput", "Records published per second (last ~10 s).", ["topic"])
+    lag = _g(
+        "fastq_consumergroup_lag",
+        "Records a consumer group has not committed past.",
+        ["topic", "group", "partition"],
+    )
+    committed = _g(
+        "fastq_consumergroup_committed_offset",
+        "A consumer group's committed offset (absent: nothing committed).",
+        ["topic", "group", "partition"],
+    )
+    members = _g("fastq_consumergroup_members", "Members joined in this process.",
+                 ["topic", "group"])
+    age = _g(
+        "fastq_consumergroup_oldest_uncommitted_age_seconds",
+        "Age of the oldest record a group has not committed past (0: no lag).",
+        ["topic", "group"],
+    )
+    for key, s in snap.topics.items():
+        records.add_metric([key], s.records)
+        rate.add_metric([key], s.throughput)
+        for p, off in s.end_offsets.items():
+            end.add_metric([key, str(p)], off)
+            start.add_metric([key, str(p)], s.start_offsets[p])
+        for g, gs in s.groups.items():
+            members.add_metric([key, g], gs.members)
+            age.add_metric([key, g], gs.oldest_uncommitted_age or 0.0)
+            for p, n in gs.lag.items():
+                lag.add_metric([key, g, str(p)], n)
+                c = gs.committed[p]
+                if c is not None:
+                    committed.add_metric([key, g, str(p)], c)
+    yield from (end, start, records, rate, lag, committed, members, age)
+
+
+def _dlq_families(snap: MetricsSnapshot) -> Iterator[Any]:
+    size = _g("fastq_dlq_messages", "Entries held in a dead-letter queue.", ["dlq"])
+    growth = _g("fastq_dlq_growth_rate", "Entries added per second (last ~10 s).", ["dlq"])
+    added = _c("fastq_dlq_messages_added_total", "Entries added.", ["dlq"])
+    dropped = _c("fastq_dlq_messages_dropped_total", "Oldest entries dropped at maxsize.", ["dlq"])
+    by_reason = _g("fastq_dlq_messages_by_reason", "Entries held, by reason.", ["dlq", "reason"])
+    for key, s in snap.dead_letter_queues.items():
+        size.add_metric([key], s.size)
+        growth.add_metric([key], s.growth_rate)
+        added.add_metric([key], s.added_total)
+        dropped.add_metric([key], s.dropped_total)
+        for reason, n in sorted(s.by_reason.items()):
+            by_reason.add_metric([key, reason], n)
+    yield from (size, growth, added, dropped, by_reason)
+
+
+def _producer_families(snap: MetricsSnapshot) -> Iterator[Any]:
+    sent = _c("fastq_producer_messages_sent_total", "Messages sent.", ["producer"])
+    shed = _c(
+        "fastq_producer_messages_shed_total",
+        "Messages refused by load shedding, by priority.",
+        ["producer", "priority"],
+    )
+    blocked = _c(
+        "fastq_producer_blocked_seconds_total", "Time sends waited for room.", ["producer"]
+    )
+    invalid = _c(
+        "fastq_producer_validation_errors_total", "Messages rejected by the schema.", ["producer"]
+    )
+    rate = _g("fastq_producer_throughput", "Messages sent per second (last ~10 s).",
+              ["producer"])
+    for key, s in snap.producers.items():
+        sent.add_metric([key], s.sent)
+        blocked.add_metric([key], s.blocked_seconds)
+        invalid.add_metric([key], s.validation_errors)
+        rate.add_metric([key], s.throughput)
+        for prio, n in s.shed.items():
+            shed.add_metric([key, prio], n)
+    yield from (sent, shed, blocked, invalid, rate)
+
+
+def _pool_families(snap: MetricsSnapshot) -> Iterator[Any]:
+    lab = ["pool", "source"]
+    processed = _c(
+        "fastq_messages_processed_total", "Handler calls that returned.", lab
+    )
+    failed = _c(
+        "fastq_messages_failed_total", "Handler calls that raised, by exception type.",
+        [*lab, "error_type"],
+    )
+    retried = _c("fastq_messages_retried_total", "Failed messages nacked for a retry.", lab)
+    dead = _c("fastq_messages_dead_lettered_total", "Messages a pool dead-lettered.", lab)
+    released = _c("fastq_messages_released_total", "Messages given back untried.", lab)
+    dups = _c("fastq_messages_duplicates_total", "Repeats skipped by the idempotency ledger.",
+              lab)
+    lost = _c("fastq_pool_lost_leases_total", "Settlements refused: lease already gone.", lab)
+    limit = _g("fastq_pool_concurrency_limit", "The adaptive concurrency limit now.", lab)
+    busy = _g("fastq_pool_busy_workers", "Workers running a batch now.", lab)
+    rate = _g("fastq_pool_throughput", "Messages processed per second (last ~10 s).", lab)
+    ewma = _g("fastq_pool_handler_seconds_ewma", "Smoothed handler time per message.", lab)
+    breaker = _g(
+        "fastq_circuit_breaker_state", "1 for the breaker's current state, else 0.",
+        [*lab, "state"],
+    )
+    for key, s in snap.pools.items():
+        lv = [key, s.source]
+        processed.add_metric(lv, s.processed)
+        for err, n in sorted(s.errors.items()):
+            failed.add_metric([*lv, err], n)
+        retried.add_metric(lv, s.retried)
+        dead.add_metric(lv, s.dead_lettered)
+        released.add_metric(lv, s.released)
+        dups.add_metric(lv, s.duplicates)
+        lost.add_metric(lv, s.lost_leases)
+        limit.add_metric(lv, s.limit)
+        busy.add_metric(lv, s.busy)
+        rate.add_metric(lv, s.throughput)
+        ewma.add_metric(lv, s.handler_seconds_ewma)
+        if s.breaker_state is not None:
+            for st in _BREAKER_STATES:
+                breaker.add_metric([*lv, st], 1.0 if s.breaker_state == st else 0.0)
+    yield from (processed, failed, retried, dead, released, dups, lost, limit, busy, rate, ewma,
+                breaker)
