@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ("DeadLetterStatistics", "DedupStatistics", "QueueStatistics")
+__all__ = ("DeadLetterStatistics", "DedupStatistics", "HistogramSnapshot", "QueueStatistics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +75,26 @@ class DeadLetterStatistics:
     by_reason: dict[str, int]
     """Entries held now, by reason (``max_deliveries``, ``expired``, ``rejected``,
     ``permanent``, ``max_attempts``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A snapshot of a :class:`fastq.Histogram` (``histogram.snapshot()``). Times in seconds;
+    every field is 0 when the snapshot holds no values. Percentiles are the highest value of
+    their bucket, at most ``max`` (<= 0.78% above the exact value)."""
+
+    count: int
+    """Values recorded (overflows included)."""
+    sum_seconds: float
+    min: float
+    max: float
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p999: float
+    sum_ns: int
+    """The exact sum, in integer nanoseconds."""
+    overflow: int
+    """Values above the histogram's ``highest`` (counted as ``highest``)."""
