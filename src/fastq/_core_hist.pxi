@@ -126,14 +126,10 @@ cdef class Histogram:
     cdef fq_hist _h
     cdef readonly object name
 
-    def __cinit__(self):
-        self._h.counts = NULL
-
-    def __init__(self, *, highest=1099.5, name=None):
+    def __cinit__(self, *, highest=1099.5, name=None):
         cdef double top
         cdef uint64_t top_ns
-        if self._h.counts != NULL:
-            raise TypeError("Histogram.__init__ may be called only once")
+        self._h.counts = NULL
         top = _hist_number(highest, "highest")
         if not (top > 0.0) or top > _HIST_MAX_SECONDS:
             raise ValueError(
@@ -154,15 +150,8 @@ cdef class Histogram:
     def __dealloc__(self):
         fq_hist_free(&self._h)
 
-    cdef int _check(self) except -1:
-        if self._h.counts == NULL:
-            raise ValueError("Histogram.__init__ was not called")
-        return 0
-
     def record(self, seconds):
         """Record one duration in seconds (>= 0; ``inf`` counts as overflow)."""
-        if self._h.counts == NULL:
-            self._check()
         if PyFloat_CheckExact(seconds):
             if fq_hist_record_s(&self._h, PyFloat_AS_DOUBLE(seconds)) == 0:
                 return
@@ -170,8 +159,6 @@ cdef class Histogram:
 
     def record_ns(self, ns):
         """Record one duration in integer nanoseconds (>= 0)."""
-        if self._h.counts == NULL:
-            self._check()
         fq_hist_record(&self._h, _hist_int_ns(ns, "ns"))
 
     def record_many(self, values, *, unit="s"):
@@ -184,7 +171,6 @@ cdef class Histogram:
         cdef int64_t n, stride, bad
         cdef uint64_t *tmp
         cdef Py_ssize_t i
-        self._check()
         if unit == "s":
             is_s = True
         elif unit == "ns":
@@ -243,7 +229,6 @@ cdef class Histogram:
         """Values recorded (overflows included)."""
         cdef fq_hist_totals t
         cdef uint64_t *c
-        self._check()
         c = self._scratch()
         try:
             fq_hist_copy(&self._h, c, &t)
@@ -254,13 +239,11 @@ cdef class Histogram:
     @property
     def overflow(self):
         """Values above ``highest`` (counted as ``highest``)."""
-        self._check()
         return fq_hist_overflow(&self._h)
 
     @property
     def sum_seconds(self):
         """The sum of the values recorded, in seconds."""
-        self._check()
         return _hist_s(fq_hist_sum(&self._h))
 
     @property
@@ -288,7 +271,6 @@ cdef class Histogram:
         cdef uint64_t v
         if not (0.0 <= qq <= 100.0):
             raise ValueError(f"q must be in 0..100, got {q!r}")
-        self._check()
         c = self._scratch()
         try:
             fq_hist_copy(&self._h, c, &t)
@@ -307,7 +289,6 @@ cdef class Histogram:
         cdef int k
         if not isinstance(reset, bool):
             raise TypeError(f"reset must be a bool, got {type(reset).__name__}")
-        self._check()
         c = self._scratch()
         try:
             if reset:
@@ -349,7 +330,6 @@ cdef class Histogram:
             prev = s
             fq_hist_ns(s, &b)
             ns.append(b)
-        self._check()
         c = self._scratch()
         try:
             fq_hist_copy(&self._h, c, &t)
@@ -364,21 +344,16 @@ cdef class Histogram:
         """Add the values recorded by ``other`` (a Histogram) to this one."""
         if not isinstance(other, Histogram):
             raise TypeError(f"other must be a Histogram, got {type(other).__name__}")
-        self._check()
-        (<Histogram>other)._check()
         fq_hist_merge(&self._h, &(<Histogram>other)._h)
 
     def reset(self):
         """Forget every value recorded (each counter swapped with 0)."""
         cdef fq_hist_totals t
-        self._check()
         fq_hist_drain(&self._h, NULL, &t)
 
     def __reduce__(self):
         raise TypeError("cannot pickle a fastq.Histogram: take a snapshot() instead")
 
     def __repr__(self):
-        if self._h.counts == NULL:
-            return "Histogram(<uninitialised>)"
         return (f"Histogram(name={self.name!r}, count={self.count}, "
                 f"highest={self.highest!r}, overflow={self.overflow})")

@@ -224,7 +224,7 @@ static inline void fq_hist_merge(fq_hist *h, fq_hist *src) {
 static inline uint64_t fq_hist_value_at(const uint64_t *counts, uint32_t n, uint64_t count,
                                         uint64_t max, double q) {
     if (count == 0) return 0;
-    double r = ceil(q * (double)count / 100.0);
+    double r = ceil(q / 100.0 * (double)count);      /* as numpy's inverted_cdf rounds it */
     uint64_t rank = r < 1.0 ? 1 : (r >= (double)count ? count : (uint64_t)r);
     uint64_t seen = 0;
     uint32_t i = 0;
