@@ -42,6 +42,8 @@ EXPECTED_ALL = (
     "Full",
     "Gap",
     "GapDetector",
+    "Histogram",
+    "HistogramSnapshot",
     "InvalidReceipt",
     "LogFailedError",
     "LogLockedError",

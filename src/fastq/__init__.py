@@ -15,12 +15,14 @@ from .errors import Overloaded as Overloaded
 from .errors import Permanent as Permanent
 from .stats import DeadLetterStatistics as DeadLetterStatistics
 from .stats import DedupStatistics as DedupStatistics
+from .stats import HistogramSnapshot as HistogramSnapshot
 from .stats import QueueStatistics as QueueStatistics
 
 try:
     from ._core import ConsumerRecord as ConsumerRecord
     from ._core import DedupWindow as DedupWindow
     from ._core import Delivery as Delivery
+    from ._core import Histogram as Histogram
     from ._core import Message as Message
     from ._core import Record as Record
     from ._core import RingBuffer as RingBuffer
@@ -92,6 +94,8 @@ __all__ = (
     "Full",
     "Gap",
     "GapDetector",
+    "Histogram",
+    "HistogramSnapshot",
     "InvalidReceipt",
     "LogFailedError",
     "LogLockedError",

@@ -8,6 +8,7 @@ __all__ = (
     "ConsumerGroupStatistics",
     "DeadLetterStatistics",
     "DedupStatistics",
+    "HistogramSnapshot",
     "QueueStatistics",
     "TopicStatistics",
 )
@@ -121,3 +122,26 @@ class TopicStatistics:
     groups: dict[str, ConsumerGroupStatistics]
     """Every group known here: joined in this process or, when durable, committed on disk."""
     closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A snapshot of a :class:`fastq.Histogram` (``histogram.snapshot()``). Times in seconds;
+    every field is 0 when the snapshot holds no values. Percentiles are the highest value of
+    their bucket, at most ``max`` (<= 0.78% above the exact value)."""
+
+    count: int
+    """Values recorded (overflows included)."""
+    sum_seconds: float
+    min: float
+    max: float
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p999: float
+    sum_ns: int
+    """The exact sum, in integer nanoseconds."""
+    overflow: int
+    """Values above the histogram's ``highest`` (counted as ``highest``)."""
