@@ -26,6 +26,11 @@ e2e_asyncio    the same on one event loop, ``async def`` handlers
                    1,000, yielding to the loop between batches
     hand-written   asyncio.Queue x 4, --bench-pipeline-workers worker tasks per lane, manual
                    retry with ``await asyncio.sleep`` backoff, ``await q.put(...)`` per message
+metrics        the e2e_threads "fastq" pipeline (one send per message) with the pools'
+               statistics on (ConsumerPool(metrics=True), the default: every handler call
+               and every message's put-to-ack time recorded in native histograms) and off
+               (metrics=False); the counters every object keeps are in both
+    metrics on / metrics off
 adaptive       a backlog of --bench-pipeline-adaptive-items messages lands at once (put_many)
                on a fastq.Queue whose ConsumerPool (threads, started in setup) calls a
                downstream with a knee at 8 concurrent calls (a call finding k running sleeps
@@ -148,6 +153,12 @@ THREADS: dict[str, Callable[[Settings, Any], Callable[[int], Any]]] = {
         lambda n: HandThreads(n, s.pipeline_workers, "e2e_threads/hand-written")
     ),
 }
+METRICS: dict[str, Callable[[Settings, Any], Callable[[int], Any]]] = {
+    "metrics on": lambda s, loop: lambda n: FastqThreads(n, None, "metrics/on", metrics=True),
+    "metrics off": lambda s, loop: (
+        lambda n: FastqThreads(n, None, "metrics/off", metrics=False)
+    ),
+}
 ASYNCIO: dict[str, Callable[[Settings, Any], Callable[[int], Any]]] = {
     "fastq": lambda s, loop: lambda n: FastqAsyncio(n, loop, False, "e2e_asyncio/fastq"),
     "fastq send": lambda s, loop: lambda n: FastqAsyncio(n, loop, True, "e2e_asyncio/fastq send"),
@@ -168,7 +179,11 @@ ADAPTIVE: dict[str, Callable[[], Any]] = {
 
 def _params() -> list[Any]:
     out = []
-    for scenario, impls in (("e2e_threads", THREADS), ("e2e_asyncio", ASYNCIO)):
+    for scenario, impls in (
+        ("e2e_threads", THREADS),
+        ("e2e_asyncio", ASYNCIO),
+        ("metrics", METRICS),
+    ):
         out += [
             pytest.param(scenario, impl, id=f"{scenario}-{impl.replace(' ', '-')}")
             for impl in impls
@@ -229,7 +244,7 @@ def test_pipeline(
     if scenario == "adaptive":
         _adaptive(benchmark, settings, impl)
         return
-    table = THREADS if scenario == "e2e_threads" else ASYNCIO
+    table = {"e2e_threads": THREADS, "e2e_asyncio": ASYNCIO, "metrics": METRICS}[scenario]
     _e2e(
         benchmark,
         settings,

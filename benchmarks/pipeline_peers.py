@@ -139,9 +139,11 @@ class FastqThreads:
     """Producer(router) -> Router over 4 fastq.Queue -> ConsumerPool(mode="threads") per lane.
 
     ``concurrency``: None for the pool's default (AdaptiveConcurrency(min=1, max=64)) or an
-    int (a fixed pool)."""
+    int (a fixed pool); ``metrics``: the pools' latency histograms on (default) or off."""
 
-    def __init__(self, n: int, concurrency: int | None, what: str, batch: int = 0) -> None:
+    def __init__(
+        self, n: int, concurrency: int | None, what: str, batch: int = 0, metrics: bool = True
+    ) -> None:
         self.what = what
         self.batch = batch
         self.tally = tally = Tally(n)
@@ -157,7 +159,9 @@ class FastqThreads:
         self.producer = Producer(self.router)
         kw: dict[str, Any] = {} if concurrency is None else {"concurrency": concurrency}
         self.pools = [
-            ConsumerPool(q, handler, mode="threads", retry=RetryPolicy(), **kw).start()
+            ConsumerPool(
+                q, handler, mode="threads", retry=RetryPolicy(), metrics=metrics, **kw
+            ).start()
             for q in self.queues.values()
         ]
 

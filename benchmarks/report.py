@@ -1083,6 +1083,12 @@ PIPELINE_SCENARIOS: dict[str, LogScenario] = {
         "the end-to-end rows as wall (and CPU, all threads) microseconds per message",
         ref=None,
     ),
+    "metrics": LogScenario(
+        "e2e_threads (fastq, one send per message) with the pools' latency histograms on "
+        "and off (issue 7: metrics cost <= 5% of throughput)",
+        ref="metrics on",
+        targets=(LogTarget(impl="metrics off", speedup=0.95),),
+    ),
     "adaptive": LogScenario(
         "a backlog on one queue, one pool, a downstream with a knee at 8 concurrent calls "
         "(2 ms each up to 8, 2 ms x k/8 past it)",

@@ -19,7 +19,7 @@ def test_readme_opens_with_the_two_commands() -> None:
     head = README.split("\n## ", 1)[0]
     assert head.count("```bash") == 2, "exactly two set-up commands before the first section"
     main_job, tests = blocks[0].strip(), blocks[1].strip()
-    assert "benchmarks/run.py" in main_job
+    assert "fastq demo" in main_job
     assert "pytest" in tests
 
 

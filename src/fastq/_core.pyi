@@ -423,8 +423,15 @@ class Histogram:
     def reset(self) -> None: ...
 
 def handle_each(
-    handler: Callable[[Message], object], deliveries: list[Delivery], start: int, budget: float
+    handler: Callable[[Message], object],
+    deliveries: list[Delivery],
+    start: int,
+    budget: float,
+    timings: Histogram | None = None,
 ) -> tuple[list[Delivery], int, BaseException | None, float]: ...
+def record_ages(
+    hist: Histogram, items: Iterable[Delivery | ConsumerRecord | Message], now_ns: int
+) -> None: ...
 
 @final
 class FrozenHeaders:

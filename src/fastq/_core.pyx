@@ -8,6 +8,7 @@ cimport cython
 
 include "_core_ring.pxi"
 include "_core_crc.pxi"
+include "_core_hist.pxi"
 include "_core_hash.pxi"
 include "_core_log.pxi"
 include "_core_dedup.pxi"
@@ -15,4 +16,3 @@ include "_core_msg.pxi"
 include "_core_queue.pxi"
 include "_core_topic.pxi"
 include "_core_rate.pxi"
-include "_core_hist.pxi"

@@ -31,9 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
-from ._core import Message
+from ._core import Histogram, Message
 from .errors import Overloaded, Permanent
 from .pipeline import (
     AdaptiveConcurrency,
@@ -232,29 +230,28 @@ def _lists(obj: Any) -> Any:
     return obj
 
 
-# ---- latency recording (one place, so a native histogram can replace it) ----------------------
+# ---- latency recording ------------------------------------------------------------------------
 
 
 class _Latencies:
-    """Per-lane latency samples in seconds; ``record`` is called from handler threads."""
+    """Per-lane latency in a native :class:`fastq.Histogram` (lock-free; ``record`` is called
+    from handler threads)."""
 
     def __init__(self) -> None:
-        self._samples: list[float] = []
+        self._hist = Histogram()
 
     def record(self, seconds: float) -> None:
-        self._samples.append(seconds)  # list.append is atomic under the GIL
+        self._hist.record(seconds)
 
     def count(self) -> int:
-        return len(self._samples)
+        return int(self._hist.count)
 
     def percentiles(self) -> tuple[float, float, float, float] | None:
         """(p50, p95, p99, max), or None without samples."""
-        n = len(self._samples)
-        if not n:
+        snap = self._hist.snapshot()
+        if not snap.count:
             return None
-        data = np.asarray(self._samples[:n], dtype=np.float64)
-        p50, p95, p99 = np.percentile(data, (50, 95, 99))
-        return float(p50), float(p95), float(p99), float(data.max())
+        return snap.p50, snap.p95, snap.p99, snap.max
 
 
 # ---- the plan -------------------------------------------------------------------------------

@@ -60,8 +60,7 @@ def instrument(tracer_provider: Any = None) -> None:
 
 
 def uninstrument() -> None:
-    """Turn spans off (handlers already wrapped by a running pool keep theirs until it
-    restarts)."""
+    """Turn spans off (running pools stop making them at their next batch)."""
     global _active
     _active = None
 

@@ -98,19 +98,29 @@ class Registry:
             objs = [r() for r in self._refs]
         return [o for o in objs if o is not None]
 
+    def named(self) -> list[tuple[str, str, Any]]:
+        """``(kind, key, object)`` for every object, keyed as in :meth:`snapshot` (kind: the
+        snapshot field, ``"queues"``, ``"pools"``...)."""
+        keys: dict[str, dict[str, None]] = {attr: {} for _, attr in _KINDS}
+        out = []
+        for obj in self.objects():
+            attr = next(a for k, a in _KINDS if isinstance(obj, k))
+            key = _put(keys[attr], obj.name, None)
+            out.append((attr, key, obj))
+        return out
+
     def snapshot(self) -> MetricsSnapshot:
         """Every object's ``statistics()`` now."""
         out: dict[str, dict[str, Any]] = {attr: {} for _, attr in _KINDS}
         groups: dict[str, ConsumerGroupStatistics] = {}
-        for obj in self.objects():
-            attr = next(a for k, a in _KINDS if isinstance(obj, k))
+        for attr, key, obj in self.named():
             stats = _statistics(obj)
             if stats is None:
                 continue
-            _put(out[attr], obj.name, stats)
+            out[attr][key] = stats
             if isinstance(stats, TopicStatistics):
                 for g, gs in stats.groups.items():
-                    _put(groups, f"{stats.name}/{g}", gs)
+                    groups[f"{key}/{g}"] = gs  # key: the topic's (name, or name#2...)
         return MetricsSnapshot(
             taken_at=time.time(), consumer_groups=groups, **out
         )
@@ -128,12 +138,13 @@ def registry() -> Registry:
     return _default
 
 
-def _put(d: dict[str, Any], name: str, value: Any) -> None:
+def _put(d: dict[str, Any], name: str, value: Any) -> str:
     key, n = name, 1
     while key in d:
         n += 1
         key = f"{name}#{n}"
     d[key] = value
+    return key
 
 
 def _statistics(obj: Any) -> Any:

@@ -172,10 +172,12 @@ class Alerts:
         return self
 
     def stop(self) -> None:
+        """Stop the thread :meth:`start` made (a callback may call this: it then returns
+        without waiting for its own thread)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     @staticmethod
     def _event(

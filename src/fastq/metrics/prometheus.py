@@ -10,18 +10,29 @@ The full list of names is in docs/operations.md.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from . import MetricsSnapshot, Registry, registry
 
-__all__ = ("FastqCollector", "register", "serve")
+__all__ = ("Exporter", "FastqCollector", "register", "serve")
 
 _BREAKER_STATES = ("closed", "open", "half_open")
+
+#: histogram bucket bounds, seconds (the default Prometheus buckets, extended both ways)
+BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+)
 
 
 class FastqCollector(Collector):
@@ -35,12 +46,15 @@ class FastqCollector(Collector):
         self.registry = registry
 
     def collect(self) -> Iterator[Any]:
-        snap = (self.registry if self.registry is not None else registry()).snapshot()
+        reg = self.registry if self.registry is not None else registry()
+        snap = reg.snapshot()
         yield from _queue_families(snap)
         yield from _topic_families(snap)
         yield from _dlq_families(snap)
         yield from _producer_families(snap)
         yield from _pool_families(snap)
+        pools = [(key, obj) for kind, key, obj in reg.named() if kind == "pools"]
+        yield from _pool_histograms(pools, snap)
 
     def describe(self) -> list[Any]:
         return []  # unchecked collector: families depend on what exists at scrape time
@@ -56,23 +70,56 @@ def register(
     return collector
 
 
+class Exporter:
+    """What :func:`serve` started: the ``collector``, the HTTP ``port`` it listens on (the
+    one chosen when 0 was asked) and :meth:`close` to stop serving and unregister."""
+
+    def __init__(
+        self, collector: FastqCollector, into: CollectorRegistry, server: Any, thread: Any
+    ) -> None:
+        self.collector = collector
+        self.port: int = int(server.server_address[1])
+        self._into = into
+        self._server = server
+        self._thread = thread
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        with contextlib.suppress(KeyError):
+            self._into.unregister(self.collector)
+
+    def __enter__(self) -> Exporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def serve(
     port: int = 9464,
     addr: str = "0.0.0.0",
     *,
     registry: Registry | None = None,
     into: CollectorRegistry | None = None,
-) -> FastqCollector:
-    """Register the collector and start prometheus_client's HTTP server on ``addr:port``
-    (a daemon thread); returns the collector."""
+) -> Exporter:
+    """Start prometheus_client's HTTP server on ``addr:port`` (a daemon thread; ``port=0``
+    picks a free one) exposing ``into`` (default: the global ``REGISTRY``) with a
+    :class:`FastqCollector` registered in it. Returns the :class:`Exporter` (``close()``
+    stops it); if the server cannot start, nothing stays registered."""
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"port must be an int, got {type(port).__name__}")
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be in 0..65535, got {port!r}")
     target = REGISTRY if into is None else into
     collector = register(registry, into=target)
-    start_http_server(port, addr=addr, registry=target)
-    return collector
+    try:
+        server, thread = start_http_server(port, addr=addr, registry=target)
+    except BaseException:
+        target.unregister(collector)
+        raise
+    return Exporter(collector, target, server, thread)
 
 
 # ---- families --------------------------------------------------------------------------
@@ -256,3 +303,30 @@ def _pool_families(snap: MetricsSnapshot) -> Iterator[Any]:
                 breaker.add_metric([*lv, st], 1.0 if s.breaker_state == st else 0.0)
     yield from (processed, failed, retried, dead, released, dups, lost, limit, busy, rate, ewma,
                 breaker)
+
+
+def _pool_histograms(pools: list[tuple[str, Any]], snap: MetricsSnapshot) -> Iterator[Any]:
+    lab = ["pool", "source"]
+    proc = HistogramMetricFamily(
+        "fastq_processing_seconds", "Handler call durations.", labels=lab
+    )
+    e2e = HistogramMetricFamily(
+        "fastq_end_to_end_seconds",
+        "Put or publish to ack (queues) or offset committed (topics), per message.",
+        labels=lab,
+    )
+    for key, pool in pools:
+        stats = snap.pools.get(key)
+        if stats is None:
+            continue
+        for fam, hist in ((proc, pool.handler_latency), (e2e, pool.end_to_end_latency)):
+            if hist is None:
+                continue
+            # one reading: the bucket counts, then count and sum from the same snapshot
+            counts = hist.cumulative(BUCKETS)
+            s = hist.snapshot()
+            total = max(s.count, counts[-1] if counts else 0)
+            buckets = [(f"{b:g}", float(c)) for b, c in zip(BUCKETS, counts, strict=True)]
+            buckets.append(("+Inf", float(total)))
+            fam.add_metric([key, stats.source], buckets, s.sum_seconds)
+    yield from (proc, e2e)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .. import tracing as _tracing
-from .._core import ConsumerRecord, DedupWindow, Delivery, handle_each
+from .._core import ConsumerRecord, DedupWindow, Delivery, Histogram, handle_each, record_ages
 from .._meter import RateMeter
 from .._registry import track
 from ..errors import Closed, Empty, FastqError, InvalidReceipt
@@ -47,6 +47,7 @@ from ..semantics.dlq import DeadLetter, DeadLetterQueue
 from ..semantics.failure import Failure
 from ..semantics.queue import Queue
 from ..semantics.topic import Consumer, Topic
+from ..stats import HistogramSnapshot
 from .breaker import CircuitBreaker
 from .concurrency import AdaptiveConcurrency, as_limiter
 from .retry import RetryPolicy
@@ -103,6 +104,10 @@ class PoolStatistics:
     """Handler exceptions by type name, in total."""
     source: str = ""
     """The name of the queue or topic the pool consumes."""
+    handler_latency: HistogramSnapshot | None = None
+    """Handler call durations (a batch handler: one per call); None with ``metrics=False``."""
+    end_to_end_latency: HistogramSnapshot | None = None
+    """Per message, put/publish to ack (queues) or to offset committed (topics)."""
 
 
 class ConsumerPool:
@@ -121,6 +126,10 @@ class ConsumerPool:
 
     Topic sources take ``group`` (default: the pool's name) and ``dead_letter`` (a
     :class:`~fastq.DeadLetterQueue`; default an in-memory one, ``pool.dead_letter``).
+
+    ``metrics=True`` (the default) records every handler call's duration in
+    ``pool.handler_latency`` and each message's put-to-ack time in ``pool.end_to_end_latency``
+    (:class:`~fastq.Histogram`, in ``statistics()``); ``metrics=False`` leaves them None.
 
     ``start()`` / ``stop(graceful=True, timeout=30.0)``, or ``with pool:``; in asyncio mode
     ``await pool.astart()`` / ``await pool.astop()`` or ``async with pool:``. A handler raising
@@ -146,6 +155,7 @@ class ConsumerPool:
         dead_letter: DeadLetterQueue | None = None,
         idempotency_ttl: float = 3600.0,
         prefetch: int | None = None,
+        metrics: bool = True,
     ) -> None:
         if isinstance(source, Queue):
             self._kind = "queue"
@@ -281,6 +291,16 @@ class ConsumerPool:
         self._throughput = RateMeter()
         self._log = MessageLoggerAdapter(logger("pool"), source.name)
         self._traced: Callable[[Any], Any] = handler
+        if not isinstance(metrics, bool):
+            raise TypeError(f"metrics must be a bool, got {type(metrics).__name__}")
+        #: every handler call's duration (None with metrics=False)
+        self.handler_latency: Histogram | None = (
+            Histogram(name=f"{self.name}.handler") if metrics else None
+        )
+        #: put/publish -> ack (queues) or -> offset committed (topics), per message
+        self.end_to_end_latency: Histogram | None = (
+            Histogram(name=f"{self.name}.end_to_end") if metrics else None
+        )
         self._traced_for: object = None
         vt = getattr(source, "visibility_timeout", 30.0)
         self._vt = float(vt)
@@ -459,6 +479,12 @@ class ConsumerPool:
             throughput=self._throughput.rate(self._processed, time.monotonic()),
             errors=errors,
             source=self.source.name,
+            handler_latency=(
+                None if self.handler_latency is None else self.handler_latency.snapshot()
+            ),
+            end_to_end_latency=(
+                None if self.end_to_end_latency is None else self.end_to_end_latency.snapshot()
+            ),
         )
 
     def __repr__(self) -> str:
@@ -624,7 +650,9 @@ class ConsumerPool:
             if self._stopping:
                 self._release(batch[k:], 0.0, t)
                 return
-            done, k, exc, seconds = handle_each(self._handler_now(), batch, k, _BUDGET)
+            done, k, exc, seconds = handle_each(
+                self._handler_now(), batch, k, _BUDGET, self.handler_latency
+            )
             if done:
                 t[_OK] += len(done)
                 self._ack(done, t)
@@ -643,6 +671,7 @@ class ConsumerPool:
         ack the successes with one call."""
         handler = self._handler_now()
         clock = self._clock
+        hh = self.handler_latency
         done: list[Delivery] = []
         try:
             for k, d in enumerate(batch):
@@ -653,7 +682,10 @@ class ConsumerPool:
                 try:
                     await handler(d.message)
                 except Exception as exc:
-                    self._fail(d, exc, t0, clock(), t, None)
+                    t1 = clock()
+                    if hh is not None:
+                        hh.record(t1 - t0)
+                    self._fail(d, exc, t0, t1, t, None)
                 except BaseException as exc:  # CancelledError included: give it back
                     self._release(batch[k:], 0.0, t)
                     self._interrupted(exc)
@@ -661,6 +693,8 @@ class ConsumerPool:
                         raise
                     return
                 else:
+                    if hh is not None:
+                        hh.record(clock() - t0)
                     done.append(d)
         finally:
             if done:
@@ -669,7 +703,8 @@ class ConsumerPool:
 
     def _batch_steps(self, batch: list[Delivery], t: list[int]) -> _Steps:
         """A queue batch: handle each delivery, ack the successes with one call."""
-        acks: list[int] = []
+        acks: list[Delivery] = []
+        hh = self.handler_latency
         try:
             if self.batch_size > 1:
                 yield from self._group_steps(batch, acks, t)
@@ -685,7 +720,7 @@ class ConsumerPool:
                 m = d.message
                 key = m.idempotency_key
                 if ledger is not None and key is not None and key in ledger:
-                    acks.append(d.receipt)  # a duplicate needs no downstream: no permit
+                    acks.append(d)  # a duplicate needs no downstream: no permit
                     t[_DUPS] += 1
                     continue
                 if br is not None and not br.allow():
@@ -694,8 +729,10 @@ class ConsumerPool:
                 t0 = clock()
                 exc = yield m
                 t1 = clock()
+                if hh is not None:
+                    hh.record(t1 - t0)
                 if exc is None:
-                    acks.append(d.receipt)
+                    acks.append(d)
                     t[_OK] += 1
                     if ledger is not None and key is not None:
                         ledger.seen(key)
@@ -715,7 +752,7 @@ class ConsumerPool:
             if acks:
                 self._ack(acks, t)
 
-    def _group_steps(self, batch: list[Delivery], acks: list[int], t: list[int]) -> _Steps:
+    def _group_steps(self, batch: list[Delivery], acks: list[Delivery], t: list[int]) -> _Steps:
         """batch_size > 1: one handler call for the batch; all succeed or all fail."""
         br = self.circuit_breaker
         if self._stopping:
@@ -728,7 +765,7 @@ class ConsumerPool:
             for d in batch:
                 key = d.message.idempotency_key
                 if key is not None and key in ledger:
-                    acks.append(d.receipt)
+                    acks.append(d)
                     t[_DUPS] += 1
                 else:
                     todo.append(d)
@@ -740,11 +777,13 @@ class ConsumerPool:
         t0 = self._clock()
         exc = yield [d.message for d in todo]
         t1 = self._clock()
+        if self.handler_latency is not None:
+            self.handler_latency.record(t1 - t0)  # one batch call
         if exc is None:
             t[_OK] += len(todo)
             per = (t1 - t0) / len(todo)
             for d in todo:
-                acks.append(d.receipt)
+                acks.append(d)
                 key = d.message.idempotency_key
                 if ledger is not None and key is not None:
                     ledger.seen(key)
@@ -767,6 +806,7 @@ class ConsumerPool:
         """Topic records in offset order, each retried in place; ``done[0]`` counts the
         records finished (handled or dead-lettered): the rest go back at the next poll."""
         clock = self._clock
+        hh = self.handler_latency
         ledger = self._ledger
         br = self.circuit_breaker
         for r in records:
@@ -790,6 +830,8 @@ class ConsumerPool:
                 t0 = clock()
                 exc = yield m
                 t1 = clock()
+                if hh is not None:
+                    hh.record(t1 - t0)
                 if exc is None:
                     t[_OK] += 1
                     if ledger is not None and key is not None:
@@ -889,12 +931,16 @@ class ConsumerPool:
             return self.handler
         if self._traced_for is not otel:
             self._traced = _tracing.wrap_handler(
-                otel, self.handler, self.source.name, self.group, self.batch_size > 1
+                otel,
+                self.handler,
+                self.source.name,
+                self.group,
+                self.batch_size > 1 and self._kind == "queue",  # topic handlers get one each
             )
             self._traced_for = otel
         return self._traced
 
-    def _ack(self, receipts: Sequence[int | Delivery], t: list[int]) -> None:
+    def _ack(self, receipts: Sequence[Delivery], t: list[int]) -> None:
         otel = _tracing.active()
         if otel is not None:
             with _tracing.settle_span(otel, self.source.name, self.group, len(receipts)):
@@ -902,9 +948,11 @@ class ConsumerPool:
         else:
             self._ack_now(receipts, t)
 
-    def _ack_now(self, receipts: Sequence[int | Delivery], t: list[int]) -> None:
+    def _ack_now(self, receipts: Sequence[Delivery], t: list[int]) -> None:
         try:
             self.source.ack_many(receipts)  # type: ignore[union-attr]
+            if self.end_to_end_latency is not None:
+                record_ages(self.end_to_end_latency, receipts, time.time_ns())
         except InvalidReceipt as exc:
             # leases that ran out while the batch ran: those copies went (or go) to another
             # consumer; the ledger (idempotent=True) keeps their handlers from running twice
@@ -1012,6 +1060,8 @@ class ConsumerPool:
         offsets.update(first)  # a partition's first unfinished record comes after its done ones
         if offsets:
             consumer.commit(offsets)
+            if done and self.end_to_end_latency is not None:
+                record_ages(self.end_to_end_latency, records[:done], time.time_ns())
         for p, off in first.items():
             # handed over meanwhile (ValueError): the new owner starts at the commit
             with contextlib.suppress(FastqError, ValueError):

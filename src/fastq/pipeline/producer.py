@@ -181,13 +181,13 @@ class Producer:
         self._guarded = self._bucket is not None or high_watermark is not None
         self._now: Callable[[], float] = clock if clock is not None else time.monotonic
         self._sleep, self._asleep, self._waker = _sleepers(clock, sleep)
+        # opentelemetry-api installed: while a span is current, its context goes into the
+        # headers (per message, on the slow path); with no span current the fast paths stay
         self._otel = _opentelemetry()
-        if self._otel is not None:
-            self._route_many = None  # trace headers are added per message
         # nothing to validate or trace: a payload needs only its key (not for a router,
         # which builds the message itself from the payload and fields)
-        self._plain = self._validate is None and self._otel is None and kind != "router"
-        self._plain_router = self._validate is None and self._otel is None and kind == "router"
+        self._plain = self._validate is None and kind != "router"
+        self._plain_router = self._validate is None and kind == "router"
         self._lock = threading.Lock()
         self._sent = itertools.count()
         self._sent_batches = 0
@@ -209,11 +209,16 @@ class Producer:
         if _tracing._active is not None and not _inside.get():
             return self._in_send_span(self.send, message, fields, None)
         if type(message) is not Message:
-            if self._plain and not fields:  # the common case, inline: a bare payload
+            if self._plain and not fields and (self._otel is None or not self._span_live()):
+                # the common case, inline: a bare payload
                 mid = new_id()
                 msg = Message(message, id=mid, idempotency_key=mid)
             elif self._kind == "router":
-                if self._plain_router and not self._guarded:  # inline: the hot path
+                if (
+                    self._plain_router
+                    and not self._guarded
+                    and (self._otel is None or not self._span_live())
+                ):  # inline: the hot path
                     if fields.get("idempotency_key") is None:
                         key = fields.get("id")
                         if key is None:
@@ -225,7 +230,12 @@ class Producer:
                 return self._send_fields(message, fields)
             else:
                 msg = self._prepare(message, fields)
-        elif message.idempotency_key is not None and self._plain and not fields:
+        elif (
+            message.idempotency_key is not None
+            and self._plain
+            and not fields
+            and (self._otel is None or not self._span_live())
+        ):
             msg = message
         else:
             msg = self._prepare(message, fields)
@@ -256,14 +266,15 @@ class Producer:
         items = messages if isinstance(messages, (list, tuple)) else list(messages)
         if _tracing._active is not None and not _inside.get():
             return self._in_send_span(self.send_many, items, None, len(items))  # type: ignore[no-any-return]
-        if self._route_many is not None and not self._guarded:
+        live = self._otel is not None and self._span_live()  # once per batch
+        if self._route_many is not None and not self._guarded and not live:
             # a Router with nothing to validate or hold back: it routes, stamps the keys and
             # adds its headers in one native copy per message
             results = self._route_many(items, {}, True)
             self._count_batch(len(results))
             return results
         msgs: list[Message] = []
-        if self._plain:  # nothing to validate: only keys to stamp
+        if self._plain and not live:  # nothing to validate or trace: only keys to stamp
             msgs = [
                 (m if m.idempotency_key is not None else self._prepare(m, {}))
                 if type(m) is Message
@@ -470,6 +481,11 @@ class Producer:
             with self._lock:
                 self._invalid += 1
             raise
+
+    def _span_live(self) -> bool:
+        """A valid span is current (its context must go into the headers)."""
+        assert self._otel is not None
+        return bool(self._otel[0]().get_span_context().is_valid)
 
     def _traced(self, changes: dict[str, Any], headers: Mapping[str, str] | None) -> dict[str, Any]:
         """``changes`` plus the current trace context in ``headers`` (what is there wins)."""

@@ -212,11 +212,10 @@ class Topic:
         ends = self.end_offsets()
         with self._lock:
             names = set(self._groups)
-        if not self._closed:
-            for part in self._parts:
-                groups = getattr(part, "groups", None)
-                if groups is not None:
-                    names.update(groups())
+        for part in self._parts:  # a closed durable topic raises Closed (no statistics)
+            groups = getattr(part, "groups", None)
+            if groups is not None:
+                names.update(groups())
         return TopicStatistics(
             name=self.name,
             partitions=self.partitions,
@@ -240,12 +239,12 @@ class Topic:
         lag: dict[int, int] = {}
         oldest: int | None = None
         for p, part in enumerate(self._parts):
-            c = None if self._closed else part.committed(group)
+            c = part.committed(group)
             committed[p] = c
             start = part.start_offset
             at = start if c is None else max(c, start)
             lag[p] = part.end_offset - at
-            if lag[p] > 0 and not self._closed:
+            if lag[p] > 0:
                 head = part.read(at, 1)
                 if head and (oldest is None or head[0].timestamp < oldest):
                     oldest = head[0].timestamp
