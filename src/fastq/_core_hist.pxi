@@ -74,7 +74,10 @@ cdef double _hist_number(object value, str name) except? -1.0:
         return PyFloat_AS_DOUBLE(value)
     if isinstance(value, bool) or not isinstance(value, _numbers_h.Real):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:                 # an int beyond the float range
+        return float("inf") if value > 0 else float("-inf")
 
 
 cdef uint64_t _hist_seconds_ns(object value, str name) except? 0xFFFFFFFFFFFFFFFF:
