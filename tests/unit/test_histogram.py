@@ -245,12 +245,13 @@ def test_overflow_is_clamped_to_highest() -> None:
     h.record(7.0)
     h.record(math.inf)
     h.record_ns(1 << 70)
-    assert h.count == 4
-    assert h.overflow == 3
+    h.record(10**400)  # an int beyond the float range
+    assert h.count == 5
+    assert h.overflow == 4
     assert h.snapshot().max == 0.25
     assert h.percentile(100) == 0.25
-    assert h.sum_seconds == pytest.approx(0.1 + 3 * 0.25)
-    assert repr(h) == "Histogram(name='db', count=4, highest=0.25, overflow=3)"
+    assert h.sum_seconds == pytest.approx(0.1 + 4 * 0.25)
+    assert repr(h) == "Histogram(name='db', count=5, highest=0.25, overflow=4)"
     assert h.name == "db"
 
 
@@ -278,6 +279,7 @@ BAD: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("record str", lambda: HA.record("1"), TypeError, r"seconds .*got str"),
     ("record bool", lambda: HA.record(True), TypeError, r"seconds .*got bool"),
     ("record None", lambda: HA.record(None), TypeError, r"seconds .*got NoneType"),
+    ("record -huge", lambda: HA.record(-(10**400)), ValueError, r"seconds .*got -1000"),
     ("record_ns negative", lambda: HA.record_ns(-1), ValueError, r"ns .*got -1"),
     ("record_ns float", lambda: HA.record_ns(1.5), TypeError, r"ns .*got float"),
     ("record_ns bool", lambda: HA.record_ns(False), TypeError, r"ns .*got bool"),

@@ -12,7 +12,8 @@
  * for highest = 1099.5 s; at most 4,353 = 34,824 bytes).
  *
  * Concurrency: fq_hist_record is lock-free (GCC/Clang __atomic builtins, relaxed): one add on
- * the bucket, one on the sum, and a CAS loop on min/max only when the value is a new extreme.
+ * the bucket, one on the sum, and a CAS loop on min/max only when the value is a new extreme
+ * (a batch adds to the buckets one by one and publishes its sum, min and max once).
  * Readers load the counts relaxed; fq_hist_drain swaps each counter with 0, so a value
  * recorded concurrently is counted by exactly one drain (its bucket and its sum may land in
  * consecutive drains: the totals over all drains are exact).
@@ -149,24 +150,68 @@ static inline int64_t fq_hist_check_i64(const char *p, int64_t n, int64_t stride
     return -1;
 }
 
-static inline void fq_hist_record_f64(fq_hist *h, const char *p, int64_t n, int64_t stride) {
-    for (int64_t i = 0; i < n; i++) {
-        double s;
-        memcpy(&s, p + i * stride, sizeof s);
-        (void)fq_hist_record_s(h, s);
-    }
+/* Batches: the sum, min, max and overflow of a batch are gathered locally and published once
+ * at the end. The bucket counts go either straight to the shared buckets (one atomic add per
+ * value; local == NULL) or into a caller-provided zeroed array of h->n counts that is added to
+ * the shared buckets at the end (one atomic add per bucket used: cheaper for long batches). */
+typedef struct { uint64_t sum, min, max, overflow; uint64_t *local; } fq_hist_batch;
+
+static inline void fq_hist_batch_start(fq_hist_batch *b, uint64_t *local) {
+    b->sum = 0; b->min = UINT64_MAX; b->max = 0; b->overflow = 0; b->local = local;
 }
 
-static inline void fq_hist_record_i64(fq_hist *h, const char *p, int64_t n, int64_t stride) {
+static inline __attribute__((always_inline)) void fq_hist_batch_add(fq_hist *h, fq_hist_batch *b,
+                                                                    uint64_t v) {
+    if (__builtin_expect(v > h->highest, 0)) { v = h->highest; b->overflow++; }
+    if (b->local) b->local[fq_hist_index(v)]++;
+    else FQ_HIST_ADD(&h->counts[fq_hist_index(v)], 1);
+    b->sum += v;
+    b->min = v < b->min ? v : b->min;
+    b->max = v > b->max ? v : b->max;
+}
+
+static inline void fq_hist_batch_end(fq_hist *h, const fq_hist_batch *b) {
+    if (b->local)
+        for (uint32_t i = 0; i < h->n; i++)
+            if (b->local[i]) FQ_HIST_ADD(&h->counts[i], b->local[i]);
+    if (b->overflow) FQ_HIST_ADD(&h->overflow, b->overflow);
+    if (b->sum) FQ_HIST_ADD(&h->sum, b->sum);
+    if (b->min != UINT64_MAX) fq_hist_min_max(h, b->min);
+    if (b->max) fq_hist_min_max(h, b->max);
+}
+
+/* Record checked arrays; local: NULL or a zeroed scratch of h->n counts (see above). */
+static inline void fq_hist_record_f64(fq_hist *h, const char *p, int64_t n, int64_t stride,
+                                      uint64_t *local) {
+    fq_hist_batch b;
+    fq_hist_batch_start(&b, local);
+    for (int64_t i = 0; i < n; i++) {
+        double s;
+        uint64_t v;
+        memcpy(&s, p + i * stride, sizeof s);
+        if (fq_hist_ns(s, &v) == 0) fq_hist_batch_add(h, &b, v);
+    }
+    fq_hist_batch_end(h, &b);
+}
+
+static inline void fq_hist_record_i64(fq_hist *h, const char *p, int64_t n, int64_t stride,
+                                      uint64_t *local) {
+    fq_hist_batch b;
+    fq_hist_batch_start(&b, local);
     for (int64_t i = 0; i < n; i++) {
         int64_t v;
         memcpy(&v, p + i * stride, sizeof v);
-        fq_hist_record(h, (uint64_t)v);
+        fq_hist_batch_add(h, &b, (uint64_t)v);
     }
+    fq_hist_batch_end(h, &b);
 }
 
-static inline void fq_hist_record_u64s(fq_hist *h, const uint64_t *v, int64_t n) {
-    for (int64_t i = 0; i < n; i++) fq_hist_record(h, v[i]);
+static inline void fq_hist_record_u64s(fq_hist *h, const uint64_t *v, int64_t n,
+                                       uint64_t *local) {
+    fq_hist_batch b;
+    fq_hist_batch_start(&b, local);
+    for (int64_t i = 0; i < n; i++) fq_hist_batch_add(h, &b, v[i]);
+    fq_hist_batch_end(h, &b);
 }
 
 /* Copy the counters into out[h->n] (relaxed loads: a view that may include some concurrent
