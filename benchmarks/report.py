@@ -82,6 +82,10 @@ SCENARIOS: dict[str, Scenario] = {
     "thread-async-many": Scenario(
         "producer thread -> consumer coroutine, fastq takes aget_many(1000)", {"janus": 5.0}
     ),
+    # latency histograms (bench_histogram.py): no issue target; the peers users would pick
+    "hist-record": Scenario("latency histogram: one record call per value"),
+    "hist-record-many": Scenario("latency histogram: all values in one call"),
+    "hist-summary": Scenario("latency histogram: record 100k values, then p50/p90/p99/p99.9/max"),
 }
 
 

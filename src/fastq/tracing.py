@@ -6,15 +6,19 @@ instrumentation packages); :func:`uninstrument` turns it off again. While on:
 * ``Producer.send`` / ``asend`` / ``send_many``: a ``send <destination>`` span (kind PRODUCER;
   a batch is one span with ``messaging.batch.message_count``), whose context goes into each
   message's ``traceparent`` / ``tracestate`` headers (W3C Trace Context);
-* ``ConsumerPool``: a ``process <destination>`` span (kind CONSUMER) around each handler call,
-  the child of the context the message carries, so one trace crosses the queue; a batch
-  handler's span links every message's context instead. Exceptions are recorded on the span.
-  Each batch's acknowledgement is a ``settle <destination>`` span (kind CLIENT).
+* ``ConsumerPool``: a ``receive <destination>`` span (kind CLIENT) per fetch that returned
+  messages; a ``process <destination>`` span (kind CONSUMER) around each handler call, the
+  child of the context the message carries, so one trace crosses the queue (a batch handler's
+  span links every message's context instead); exceptions are recorded on the span. Each
+  acknowledgement batch of a queue pool is a ``settle <destination>`` span (kind CLIENT);
+  topic pools commit offsets instead.
 
 Attributes: ``messaging.system="fastq"``, ``messaging.destination.name``,
-``messaging.operation.type`` (``send``, ``process``, ``settle``), ``messaging.operation.name``,
-``messaging.consumer.group.name`` (topic pools), ``messaging.message.id``,
-``messaging.batch.message_count``.
+``messaging.operation.type`` (``send``, ``receive``, ``process``, ``settle``),
+``messaging.operation.name``, ``messaging.consumer.group.name`` and
+``messaging.destination.partition.id`` (topics), ``messaging.message.id``,
+``messaging.batch.message_count``. A batch sent with ``send_many`` shares the send span's
+context (no per-message ``create`` spans).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 __all__ = ("instrument", "is_instrumented", "uninstrument")
@@ -45,6 +50,10 @@ class _Otel:
 
 
 _active: _Otel | None = None
+
+#: the topic partition of the record a pool's handler is about to get (set by topic pools
+#: while instrumented; the process span reads it)
+partition: ContextVar[int | None] = ContextVar("fastq_tracing_partition", default=None)
 
 
 def instrument(tracer_provider: Any = None) -> None:
@@ -98,6 +107,19 @@ def send_span(otel: _Otel, destination: str, count: int | None) -> Iterator[Any]
         yield span
 
 
+def receive_span(
+    otel: _Otel, destination: str, group: str | None, start_ns: int, count: int
+) -> None:
+    """A CLIENT ``receive`` span for a fetch that returned ``count`` messages, from
+    ``start_ns`` (unix ns, taken before the call) to now."""
+    attrs = _attrs("receive", "receive", destination, group)
+    attrs["messaging.batch.message_count"] = count
+    span = otel.tracer.start_span(
+        f"receive {destination}", kind=otel.kind.CLIENT, attributes=attrs, start_time=start_ns
+    )
+    span.end()
+
+
 @contextmanager
 def settle_span(otel: _Otel, destination: str, group: str | None, count: int) -> Iterator[Any]:
     attrs = _attrs("settle", "ack", destination, group)
@@ -136,6 +158,9 @@ def wrap_handler(
             return tracer.start_as_current_span(name, kind=consumer, attributes=attrs,
                                                 links=links)
         attrs = {**base, "messaging.message.id": getattr(arg, "id", "")}
+        p = partition.get()
+        if p is not None:
+            attrs["messaging.destination.partition.id"] = str(p)
         return tracer.start_as_current_span(
             name, context=extract(_headers(arg)), kind=consumer, attributes=attrs
         )

@@ -206,6 +206,36 @@ def test_topic_pool_has_the_group(exporter: InMemorySpanExporter,
     assert proc.parent.span_id == send.context.span_id
 
 
+def test_topic_spans_name_the_partition(exporter: InMemorySpanExporter,
+                                        pools: list[ConsumerPool]) -> None:
+    t = Topic(unique("t"), partitions=4)
+    partition, _ = Producer(t).send("x", key="k")
+    assert partition == fastq.partition("k", 4)
+    run_pool(pools, t, 1, group="g")
+    [send] = spans(exporter, f"send {t.name}")
+    [proc] = spans(exporter, f"process {t.name}")
+    assert attrs(send)["messaging.destination.partition.id"] == str(partition)
+    assert attrs(proc)["messaging.destination.partition.id"] == str(partition)
+
+
+def test_queue_spans_have_no_partition_and_a_receive_span(exporter: InMemorySpanExporter,
+                                                          pools: list[ConsumerPool]) -> None:
+    q = Queue(unique("q"))
+    Producer(q).send_many(["a", "b", "c"])
+    run_pool(pools, q, 3)
+    procs = spans(exporter, f"process {q.name}")
+    assert len(procs) == 3
+    assert all("messaging.destination.partition.id" not in attrs(p) for p in procs)
+    receives = spans(exporter, f"receive {q.name}")
+    assert receives, "no receive span"
+    assert sum(attrs(r)["messaging.batch.message_count"] for r in receives) == 3
+    for r in receives:
+        assert r.kind == SpanKind.CLIENT
+        assert attrs(r)["messaging.operation.type"] == "receive"
+        assert r.start_time is not None and r.end_time is not None
+        assert r.start_time <= r.end_time
+
+
 def test_message_without_context_starts_a_new_trace(exporter: InMemorySpanExporter,
                                                     pools: list[ConsumerPool]) -> None:
     q = Queue(unique("q"))
@@ -266,7 +296,7 @@ def test_uninstrument_between_two_pools(exporter: InMemorySpanExporter,
     Producer(q).send("a")
     run_pool(pools, q, 1)
     before = len(exporter.get_finished_spans())
-    assert before == 3  # send, process, settle
+    assert before == 4  # send, receive, process, settle
     fastq.tracing.uninstrument()
     Producer(q).send("b")
     run_pool(pools, q, 1)

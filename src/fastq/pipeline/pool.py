@@ -827,6 +827,8 @@ class ConsumerPool:
                         return
                     yield min(max(br.retry_after(), 0.001), _POLL)
                     continue
+                if _tracing._active is not None:
+                    _tracing.partition.set(r.partition)  # for the process span
                 t0 = clock()
                 exc = yield m
                 t1 = clock()
@@ -923,6 +925,11 @@ class ConsumerPool:
             raise cancelled
 
     # ---- settling -------------------------------------------------------------------------
+
+    def _received(self, start_ns: int, count: int) -> None:
+        otel = _tracing._active
+        if otel is not None:
+            _tracing.receive_span(otel, self.source.name, self.group, start_ns, count)
 
     def _handler_now(self) -> Callable[[Any], Any]:
         """The handler, inside a ``process`` span while fastq.tracing is instrumented."""
@@ -1087,6 +1094,7 @@ class ConsumerPool:
             if n is None:
                 self._sleep(min(self.circuit_breaker.retry_after(), _POLL))  # type: ignore[union-attr]
                 continue
+            rs = time.time_ns() if _tracing._active is not None else 0
             try:
                 batch = q.get_many(n, timeout=_POLL)
             except Empty:
@@ -1094,6 +1102,8 @@ class ConsumerPool:
             except Closed:  # closed and drained: nothing more will come, for any worker
                 self._signal_stop(abort=False)
                 return
+            if rs:
+                self._received(rs, len(batch))
             t = [0] * 8
             self._slots[i] = (time.monotonic(), batch)
             inflight = self._enter()
@@ -1126,9 +1136,12 @@ class ConsumerPool:
                 if n is None:
                     self._sleep(min(self.circuit_breaker.retry_after(), _POLL))  # type: ignore[union-attr]
                     continue
+                rs = time.time_ns() if _tracing._active is not None else 0
                 records = consumer.poll(max_records=n, timeout=_POLL)
                 if not records:
                     continue
+                if rs:
+                    self._received(rs, len(records))
                 t = [0] * 8
                 done = [0]
                 inflight = self._enter()
@@ -1205,6 +1218,7 @@ class ConsumerPool:
                 if n is None:
                     await self._asleep(min(self.circuit_breaker.retry_after(), _POLL))  # type: ignore[union-attr]
                     continue
+                rs = time.time_ns() if _tracing._active is not None else 0
                 try:
                     batch = await q.aget_many(n, timeout=_POLL)
                 except Empty:
@@ -1212,6 +1226,8 @@ class ConsumerPool:
                 except Closed:
                     self._signal_stop(abort=False)
                     return
+                if rs:
+                    self._received(rs, len(batch))
                 t = [0] * 8
                 self._slots[i] = (time.monotonic(), batch)
                 inflight = self._enter()
@@ -1248,10 +1264,13 @@ class ConsumerPool:
                 if n is None:
                     await self._asleep(min(self.circuit_breaker.retry_after(), _POLL))  # type: ignore[union-attr]
                     continue
+                rs = time.time_ns() if _tracing._active is not None else 0
                 records = consumer.poll(max_records=n, timeout=0)
                 if not records:
                     await self._asleep(_ASYNC_POLL)
                     continue
+                if rs:
+                    self._received(rs, len(records))
                 t = [0] * 8
                 done = [0]
                 inflight = self._enter()

@@ -410,7 +410,10 @@ class Producer:
             with _tracing.send_span(otel, self._destination, count) as span:
                 if fields is None:
                     return call(message)
-                return call(message, **self._with_id(message, fields, span))
+                result = call(message, **self._with_id(message, fields, span))
+                if self._kind == "topic" and isinstance(result, tuple):
+                    span.set_attribute("messaging.destination.partition.id", str(result[0]))
+                return result
         finally:
             _inside.reset(token)
 
