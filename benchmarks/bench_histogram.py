@@ -89,6 +89,34 @@ def _fresh(impl: str) -> Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]:
     return setup
 
 
+def _measure(
+    benchmark: Any,
+    settings: Settings,
+    scenario: str,
+    impl: str,
+    n: int,
+    run: Callable[[Any, list[Any]], None],
+    check: Callable[[Any, list[Any]], None] | None = None,
+) -> None:
+    """One scenario row: a fresh histogram per round; the teardown checks it holds all n."""
+
+    def teardown(h: Any, out: list[Any]) -> None:
+        assert _count(impl, h) == n
+        if check is not None:
+            check(h, out)
+
+    measure(
+        benchmark,
+        settings,
+        scenario=scenario,
+        impl=impl,
+        items=n,
+        target=run,
+        setup=_fresh(impl),
+        teardown=teardown,
+    )
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_hist_record(benchmark: Any, settings: Settings, impl: str) -> None:
     d = data(settings.hash_calls)
@@ -112,19 +140,7 @@ def test_hist_record(benchmark: Any, settings: Settings, impl: str) -> None:
             for x in d.seconds:
                 rec(x)
 
-    def check(h: Any, out: list[Any]) -> None:
-        assert _count(impl, h) == n
-
-    measure(
-        benchmark,
-        settings,
-        scenario="hist-record",
-        impl=impl,
-        items=n,
-        target=run,
-        setup=_fresh(impl),
-        teardown=check,
-    )
+    _measure(benchmark, settings, "hist-record", impl, n, run)
 
 
 @pytest.mark.parametrize("impl", MANY_IMPLS)
@@ -142,19 +158,7 @@ def test_hist_record_many(benchmark: Any, settings: Settings, impl: str) -> None
         else:
             h.extend(d.seconds)
 
-    def check(h: Any, out: list[Any]) -> None:
-        assert _count(impl, h) == n
-
-    measure(
-        benchmark,
-        settings,
-        scenario="hist-record-many",
-        impl=impl,
-        items=n,
-        target=run,
-        setup=_fresh(impl),
-        teardown=check,
-    )
+    _measure(benchmark, settings, "hist-record-many", impl, n, run)
 
 
 @pytest.mark.parametrize("impl", MANY_IMPLS)
@@ -179,17 +183,7 @@ def test_hist_summary(benchmark: Any, settings: Settings, impl: str) -> None:
             out.append((qs[499], qs[899], qs[989], qs[998], max(h)))
 
     def check(h: Any, out: list[Any]) -> None:
-        assert _count(impl, h) == n
         p99 = out[0][2]
         assert abs(p99 - d.p99) <= 0.01 * d.p99, (impl, p99, d.p99)
 
-    measure(
-        benchmark,
-        settings,
-        scenario="hist-summary",
-        impl=impl,
-        items=n,
-        target=run,
-        setup=_fresh(impl),
-        teardown=check,
-    )
+    _measure(benchmark, settings, "hist-summary", impl, n, run, check)

@@ -592,13 +592,18 @@ def fake_otel(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     root = types.ModuleType("opentelemetry")
     trace = types.ModuleType("opentelemetry.trace")
     propagate = types.ModuleType("opentelemetry.propagate")
+    context = types.ModuleType("opentelemetry.context")
     trace.get_current_span = lambda: Span()  # type: ignore[attr-defined]
     propagate.inject = inject  # type: ignore[attr-defined]
+    # the current context: empty while no span is attached (the producer's cheap first test)
+    context.get_current = lambda: {"span": 1} if state["valid"] else {}  # type: ignore[attr-defined]
     root.trace = trace  # type: ignore[attr-defined]
     root.propagate = propagate  # type: ignore[attr-defined]
+    root.context = context  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "opentelemetry", root)
     monkeypatch.setitem(sys.modules, "opentelemetry.trace", trace)
     monkeypatch.setitem(sys.modules, "opentelemetry.propagate", propagate)
+    monkeypatch.setitem(sys.modules, "opentelemetry.context", context)
     monkeypatch.setattr(producer_mod, "_OTEL", False)  # look it up again
     return state
 
@@ -627,7 +632,8 @@ def test_traceparent_is_injected_when_a_span_is_current(fake_otel: dict[str, Any
 
 
 def test_no_trace_headers_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) -> None:
-    for mod in ("opentelemetry", "opentelemetry.propagate", "opentelemetry.trace"):
+    for mod in ("opentelemetry", "opentelemetry.propagate", "opentelemetry.trace",
+                "opentelemetry.context"):
         monkeypatch.setitem(sys.modules, mod, None)  # import fails (even if installed)
     monkeypatch.setattr(producer_mod, "_OTEL", False)
     q = Queue("q")
