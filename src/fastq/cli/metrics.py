@@ -56,7 +56,9 @@ def serve(directories: tuple[str, ...], port: int, addr: str) -> None:
         read_directory(d)  # fail now, not at the first scrape
     registry = CollectorRegistry()
     registry.register(DirectoryCollector(list(directories)))
-    start_http_server(port, addr=addr, registry=registry)
-    click.echo(f"serving {len(directories)} directories on http://{addr}:{port}/metrics", err=True)
+    server, _ = start_http_server(port, addr=addr, registry=registry)
+    bound = server.server_address[1]  # the one chosen when --port 0 was asked
+    click.echo(f"serving {len(directories)} directories on http://{addr}:{bound}/metrics",
+               err=True)
     with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
