@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from threads import LIVENESS, Runner, wait_until
 
+import fastq
 from fastq.errors import Empty, Permanent
 from fastq.pipeline.pool import ConsumerPool
 from fastq.pipeline.retry import RetryPolicy
@@ -487,6 +488,53 @@ def test_topic_stop_during_an_in_place_retry_commits_the_records_before_it(
     wait_until(lambda: len(again) >= 5, "the new pool handles the rest")
     assert p2.stop(timeout=LIVENESS)
     assert again == [5, 6, 7, 8, 9]
+
+
+def test_topic_batch_size_hands_over_groups_in_offset_order(pools: list[ConsumerPool]) -> None:
+    """batch_size > 1 on a topic: the handler gets lists of at most batch_size consecutive
+    records of one partition, in offset order; a failing group is retried as a whole, in
+    place, then each of its records is dead-lettered; nothing is handled twice after a
+    success, and the group commits everything."""
+    topic = Topic("tbatch", partitions=2)
+    keys = {}  # partition -> a key that lands there
+    for j in range(100):
+        keys.setdefault(fastq.partition(f"k{j}", 2), f"k{j}")
+    for i in range(40):
+        topic.publish(i, key=keys[i % 2])  # record i goes to partition i % 2
+    lists: list[list[int]] = []
+    attempts: collections.Counter[tuple[int, ...]] = collections.Counter()
+    lock = threading.Lock()
+
+    def handler(batch: Any) -> None:
+        assert isinstance(batch, list)
+        payloads = [m.payload for m in batch]
+        with lock:
+            attempts[tuple(payloads)] += 1
+            if 13 in payloads:
+                raise ConnectionError("group with 13 fails every time")
+            lists.append(payloads)
+
+    retry = RetryPolicy(max_attempts=3, backoff="constant", base=0.001, jitter="none")
+    pool = ConsumerPool(topic, handler, concurrency=2, batch_size=3, retry=retry, group="g")
+    pools.append(pool.start())
+    assert pool.dead_letter is not None
+    dead = pool.dead_letter
+    wait_until(lambda: sum(map(len, lists)) + len(dead) == 40, "all handled or dead-lettered")
+    assert pool.stop(timeout=LIVENESS)
+    failing = [g for g in attempts if 13 in g]
+    assert len(failing) == 1
+    assert attempts[failing[0]] == 3  # retried as a group, max_attempts calls
+    assert sorted(e.message.payload for e in dead) == sorted(failing[0])
+    assert all(len(g) <= 3 for g in lists)
+    handled = [p for g in lists for p in g]
+    assert len(handled) == len(set(handled))  # nothing handled twice
+    for part in (0, 1):  # each partition's records in offset order
+        mine = [p for p in handled if p % 2 == part]
+        assert mine == sorted(mine)
+    assert all(n == 1 for g, n in attempts.items() if g != failing[0])
+    assert topic.committed("g") == topic.end_offsets()
+    s = pool.statistics()
+    assert (s.processed, s.dead_lettered) == (40 - len(failing[0]), len(failing[0]))
 
 
 def test_topic_handler_keyboard_interrupt_keeps_the_record(pools: list[ConsumerPool]) -> None:

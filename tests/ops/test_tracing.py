@@ -232,7 +232,8 @@ def test_queue_spans_have_no_partition_and_a_receive_span(exporter: InMemorySpan
     for r in receives:
         assert r.kind == SpanKind.CLIENT
         assert attrs(r)["messaging.operation.type"] == "receive"
-        assert r.start_time is not None and r.end_time is not None
+        assert r.start_time is not None
+        assert r.end_time is not None
         assert r.start_time <= r.end_time
 
 
@@ -318,8 +319,8 @@ class _OnDeadLetter(logging.Handler):
 def test_topic_pool_with_batch_size_still_calls_the_handler(
     exporter: InMemorySpanExporter, pools: list[ConsumerPool]
 ) -> None:
-    """A topic pool hands its handler one record's message at a time, batch_size or not;
-    the traced handler must take what the pool passes (not iterate a Message as a batch)."""
+    """A topic pool with batch_size > 1 hands its handler lists; the traced handler must
+    take what the pool passes (one span linking each message's context per call)."""
     t = Topic(unique("t"), partitions=1)
     p = Producer(t)
     for i in range(4):

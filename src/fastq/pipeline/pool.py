@@ -38,7 +38,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .. import tracing as _tracing
-from .._core import ConsumerRecord, DedupWindow, Delivery, Histogram, handle_each, record_ages
+from .._core import (
+    ConsumerRecord,
+    DedupWindow,
+    Delivery,
+    Histogram,
+    Message,
+    handle_each,
+    record_ages,
+)
 from .._meter import RateMeter
 from .._registry import track
 from ..errors import Closed, Empty, FastqError, InvalidReceipt
@@ -803,23 +811,28 @@ class ConsumerPool:
             self._interrupted(exc)
 
     def _record_steps(self, records: list[ConsumerRecord], t: list[int], done: list[int]) -> _Steps:
-        """Topic records in offset order, each retried in place; ``done[0]`` counts the
-        records finished (handled or dead-lettered): the rest go back at the next poll."""
+        """Topic records in offset order, each retried in place (``batch_size > 1``: in
+        groups of that many consecutive records, one handler call per group, all succeed or
+        all fail); ``done[0]`` counts the records finished (handled or dead-lettered): the
+        rest go back at the next poll."""
         clock = self._clock
         hh = self.handler_latency
         ledger = self._ledger
         br = self.circuit_breaker
-        for r in records:
+        size = self.batch_size
+        for at in range(0, len(records), size):
             if self._stopping:
                 return  # a graceful stop: records not started go back (rewound)
-            m = r.message
-            key = m.idempotency_key
-            if ledger is not None and key is not None and key in ledger:
-                t[_DUPS] += 1
-                done[0] += 1
-                continue
+            chunk = records[at : at + size]
+            todo: list[ConsumerRecord] = []
+            for r in chunk:
+                key = r.message.idempotency_key
+                if ledger is not None and key is not None and key in ledger:
+                    t[_DUPS] += 1
+                else:
+                    todo.append(r)
             attempt = 1
-            while True:
+            while todo:
                 if self._abort or (self._stopping and attempt > 1):
                     return
                 if br is not None and not br.allow():
@@ -827,44 +840,54 @@ class ConsumerPool:
                         return
                     yield min(max(br.retry_after(), 0.001), _POLL)
                     continue
-                if _tracing._active is not None:
-                    _tracing.partition.set(r.partition)  # for the process span
+                if size == 1:
+                    if _tracing._active is not None:
+                        _tracing.partition.set(todo[0].partition)  # for the process span
+                    arg: Message | list[Message] = todo[0].message
+                else:
+                    arg = [r.message for r in todo]
                 t0 = clock()
-                exc = yield m
+                exc = yield arg
                 t1 = clock()
                 if hh is not None:
                     hh.record(t1 - t0)
                 if exc is None:
-                    t[_OK] += 1
-                    if ledger is not None and key is not None:
-                        ledger.seen(key)
+                    t[_OK] += len(todo)
+                    per = (t1 - t0) / len(todo)
+                    for r in todo:
+                        key = r.message.idempotency_key
+                        if ledger is not None and key is not None:
+                            ledger.seen(key)
+                        if self.router is not None:
+                            self.router.observe(r.message.type, per)
                     if br is not None:
                         br.record_success()
-                    if self.router is not None:
-                        self.router.observe(m.type, t1 - t0)
                     break
                 if not isinstance(exc, Exception):
                     if br is not None:
                         br.release_permit()
                     self._interrupted(exc)
                     return
-                t[_FAILED] += 1
-                self._count_error(exc)
+                t[_FAILED] += len(todo)
+                for _ in todo:
+                    self._count_error(exc)
                 if br is not None:
                     br.record_failure(exc)
                 kind = self.retry.classify(exc)
                 if kind == "retry":
                     t[_TRANSIENT] += 1
                 if kind == "dead_letter" or attempt >= self.retry.max_attempts:
-                    self._dead_letter_record(r, exc, attempt, t0, t1, kind)
-                    t[_DEAD] += 1
+                    for r in todo:
+                        self._dead_letter_record(r, exc, attempt, t0, t1, kind)
+                    t[_DEAD] += len(todo)
                     break
-                t[_RETRIED] += 1
+                t[_RETRIED] += len(todo)
                 delay = float(self.retry.delay(attempt))
-                self._log_retry(r, exc, attempt, delay)
+                for r in todo:
+                    self._log_retry(r, exc, attempt, delay)
                 yield delay
                 attempt += 1
-            done[0] += 1
+            done[0] += len(chunk)
 
     def _interrupted(self, exc: BaseException) -> None:
         if not isinstance(exc, asyncio.CancelledError):  # a cancelled task: astop's doing
@@ -942,7 +965,7 @@ class ConsumerPool:
                 self.handler,
                 self.source.name,
                 self.group,
-                self.batch_size > 1 and self._kind == "queue",  # topic handlers get one each
+                self.batch_size > 1,
             )
             self._traced_for = otel
         return self._traced
