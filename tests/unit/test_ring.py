@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -844,6 +845,8 @@ def test_reference_cycles_through_the_ring_are_collected() -> None:
 
 # ---- KeyboardInterrupt and signals while blocked ---------------------------------------------
 
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
 needs_pthread_kill = pytest.mark.skipif(
     not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill"
 )
@@ -855,7 +858,12 @@ class SignalSender(threading.Thread):
     It polls the main thread's stack (sys._current_frames) until the main thread sits on that
     line, gives it a moment to park, checks it is still there, and sends `signum`. A signal
     that lands just before the park is only noticed at the next one, so unless `once`, it
-    sends again every 0.5 s until `done` is set."""
+    sends again every 0.5 s until `done` is set.
+
+    On a free-threaded build another thread's frames may change (and be freed) while they are
+    read, which crashes the reader; there the caller calls ``arm()`` just before the call and
+    the sender waits for that instead (a signal may then land before the park: the callers
+    retry such attempts)."""
 
     def __init__(self, signum: int, code: types.CodeType, line: int, once: bool = False) -> None:
         super().__init__(daemon=True)
@@ -865,9 +873,16 @@ class SignalSender(threading.Thread):
         self.once = once
         self.main = threading.main_thread().ident
         self.done = threading.Event()
+        self.armed = threading.Event()
         self.sent = 0
 
+    def arm(self) -> None:
+        """The main thread is about to make the call."""
+        self.armed.set()
+
     def main_is_at_call(self) -> bool:
+        if FREE_THREADED:
+            return self.armed.is_set()
         frame = sys._current_frames().get(self.main or 0)
         while frame is not None:
             if frame.f_code is self.code:
@@ -895,7 +910,12 @@ def call_line(code: types.CodeType, marker: str) -> int:
 
 
 def raised_inside_fastq(exc: BaseException) -> bool:
-    return any("RingBuffer" in f.name for f in traceback.extract_tb(exc.__traceback__))
+    """The exception came out of fastq's native code (a frame of _core's .pyx/.pxi sources;
+    on 3.13t Cython may label such a frame with another function of the module)."""
+    return any(
+        "RingBuffer" in f.name or f.filename.endswith((".pyx", ".pxi"))
+        for f in traceback.extract_tb(exc.__traceback__)
+    )
 
 
 def interrupt_during(blocking: Callable[[], object]) -> KeyboardInterrupt:
@@ -922,6 +942,7 @@ def interrupt_during(blocking: Callable[[], object]) -> KeyboardInterrupt:
     try:
         sender.start()
         try:
+            sender.arm()
             blocking()  # <- interrupted here
         except KeyboardInterrupt as e:
             caught = e
@@ -1018,6 +1039,7 @@ def test_signal_handler_that_returns_lets_the_get_continue() -> None:
         feeder = Runner(feed)
         feeder.start()
         sender.start()
+        sender.arm()
         got = ring.get(timeout=LIVENESS)  # <- signalled here
         sender.join(LIVENESS)
         feeder.finish()
