@@ -139,7 +139,8 @@ class FastqThreads:
     """Producer(router) -> Router over 4 fastq.Queue -> ConsumerPool(mode="threads") per lane.
 
     ``concurrency``: None for the pool's default (AdaptiveConcurrency(min=1, max=64)) or an
-    int (a fixed pool); ``metrics``: the pools' latency histograms on (default) or off."""
+    int (a fixed pool); ``metrics``: the queues' and pools' latency histograms on (default) or
+    off."""
 
     def __init__(
         self, n: int, concurrency: int | None, what: str, batch: int = 0, metrics: bool = True
@@ -154,7 +155,9 @@ class FastqThreads:
             if next(count) == n:
                 done.set()
 
-        self.queues = {name: fastq.Queue(f"bench-{name}", maxsize=None) for name in LANES}
+        self.queues = {
+            name: fastq.Queue(f"bench-{name}", maxsize=None, metrics=metrics) for name in LANES
+        }
         self.router = _router(self.queues)
         self.producer = Producer(self.router)
         kw: dict[str, Any] = {} if concurrency is None else {"concurrency": concurrency}

@@ -271,6 +271,40 @@ cdef extern from "fq_dedup.h" nogil:
                       double elapsed, int64_t *dup_pos, const char **why)
 
 
+cdef extern from "fq_hist.h" nogil:
+    ctypedef struct fq_hist:
+        uint64_t *counts
+        uint32_t n
+        uint64_t highest
+    ctypedef struct fq_hist_totals:
+        uint64_t count, sum, min, max, overflow
+    uint64_t FQ_HIST_MAX_NS
+    uint32_t fq_hist_index(uint64_t v)
+    uint64_t fq_hist_lowest(uint32_t i)
+    uint64_t fq_hist_highest_equiv(uint32_t i)
+    int fq_hist_init(fq_hist *h, uint64_t highest)
+    void fq_hist_free(fq_hist *h)
+    size_t fq_hist_bytes(const fq_hist *h)
+    uint64_t fq_hist_sum(fq_hist *h)
+    uint64_t fq_hist_overflow(fq_hist *h)
+    void fq_hist_record(fq_hist *h, uint64_t v)
+    int fq_hist_ns(double s, uint64_t *out)
+    int fq_hist_record_s(fq_hist *h, double s)
+    int64_t fq_hist_check_f64(const char *p, int64_t n, int64_t stride)
+    int64_t fq_hist_check_i64(const char *p, int64_t n, int64_t stride)
+    void fq_hist_record_f64(fq_hist *h, const char *p, int64_t n, int64_t stride,
+                            uint64_t *local)
+    void fq_hist_record_i64(fq_hist *h, const char *p, int64_t n, int64_t stride,
+                            uint64_t *local)
+    void fq_hist_record_u64s(fq_hist *h, const uint64_t *v, int64_t n, uint64_t *local)
+    void fq_hist_copy(fq_hist *h, uint64_t *out, fq_hist_totals *t)
+    void fq_hist_drain(fq_hist *h, uint64_t *out, fq_hist_totals *t)
+    void fq_hist_merge(fq_hist *h, fq_hist *src)
+    uint64_t fq_hist_value_at(const uint64_t *counts, uint32_t n, uint64_t count, uint64_t max,
+                              double q)
+    uint64_t fq_hist_count_le(const uint64_t *counts, uint32_t n, uint64_t bound)
+
+
 cdef extern from "fq_uuid.h" nogil:
     ctypedef struct fq_uuid_gen:
         pass
@@ -572,6 +606,8 @@ cdef class MemoryQueue:
     cdef SegmentLog _journal                # a durable queue's journal (backends/log.py), or None
     cdef object _codec                      # the journal's payload codec (None: JSON)
     cdef uint64_t _settled                  # settlements since the last retention pass
+    cdef fq_hist *_latency                  # enqueue -> ack times (a Histogram's), or NULL
+    cdef object _latency_owner              # that Histogram, kept alive
 
     cdef int64_t _now(self) except? -1
     cdef int _nomem(self) except -1
@@ -581,7 +617,8 @@ cdef class MemoryQueue:
     cdef int _receipt_error(self, object receipt) except -1
     cdef uint64_t _as_receipt(self, object receipt) except? 0
     cdef int _ack(self, object receipt) except -1
-    cdef int _ack_u64(self, uint64_t r, int64_t now=*, uint64_t *tag=*, bint journal=*) except -1
+    cdef int _ack_u64(self, uint64_t r, int64_t now=*, uint64_t *tag=*, bint journal=*,
+                      int64_t wall=*) except -1
     cdef int _j_tag_list(self, char op, list tags) except -1
     cdef uint64_t _j_put(self, Message m, int64_t delay) except? 0xFFFFFFFFFFFFFFFF
     cdef int _j_tags(self, char op, uint64_t *tags, Py_ssize_t n) except -1

@@ -14,38 +14,7 @@ from cpython.buffer cimport (
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 
-cdef extern from "fq_hist.h" nogil:
-    ctypedef struct fq_hist:
-        uint64_t *counts
-        uint32_t n
-        uint64_t highest
-    ctypedef struct fq_hist_totals:
-        uint64_t count, sum, min, max, overflow
-    uint64_t FQ_HIST_MAX_NS
-    uint32_t fq_hist_index(uint64_t v)
-    uint64_t fq_hist_lowest(uint32_t i)
-    uint64_t fq_hist_highest_equiv(uint32_t i)
-    int fq_hist_init(fq_hist *h, uint64_t highest)
-    void fq_hist_free(fq_hist *h)
-    size_t fq_hist_bytes(const fq_hist *h)
-    uint64_t fq_hist_sum(fq_hist *h)
-    uint64_t fq_hist_overflow(fq_hist *h)
-    void fq_hist_record(fq_hist *h, uint64_t v)
-    int fq_hist_ns(double s, uint64_t *out)
-    int fq_hist_record_s(fq_hist *h, double s)
-    int64_t fq_hist_check_f64(const char *p, int64_t n, int64_t stride)
-    int64_t fq_hist_check_i64(const char *p, int64_t n, int64_t stride)
-    void fq_hist_record_f64(fq_hist *h, const char *p, int64_t n, int64_t stride,
-                            uint64_t *local)
-    void fq_hist_record_i64(fq_hist *h, const char *p, int64_t n, int64_t stride,
-                            uint64_t *local)
-    void fq_hist_record_u64s(fq_hist *h, const uint64_t *v, int64_t n, uint64_t *local)
-    void fq_hist_copy(fq_hist *h, uint64_t *out, fq_hist_totals *t)
-    void fq_hist_drain(fq_hist *h, uint64_t *out, fq_hist_totals *t)
-    void fq_hist_merge(fq_hist *h, fq_hist *src)
-    uint64_t fq_hist_value_at(const uint64_t *counts, uint32_t n, uint64_t count, uint64_t max,
-                              double q)
-    uint64_t fq_hist_count_le(const uint64_t *counts, uint32_t n, uint64_t bound)
+# fq_hist.h's declarations are in _core.pxd (the work-queue engine records into one too)
 
 cdef extern from "Python.h":
     bint PyFloat_CheckExact(object o)

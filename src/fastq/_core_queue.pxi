@@ -477,11 +477,12 @@ cdef class MemoryQueue:
         return self._ack_u64(self._as_receipt(receipt))
 
     cdef int _ack_u64(self, uint64_t r, int64_t now=INT64_MIN, uint64_t *tag=NULL,
-                      bint journal=True) except -1:
+                      bint journal=True, int64_t wall=0) except -1:
         cdef void *msg = NULL
         cdef void *err = NULL
         cdef uint64_t t
         cdef int rc
+        cdef int64_t age
         if now == INT64_MIN:
             now = self._now()
         fq_pylock_acquire(&self._lock)
@@ -490,6 +491,9 @@ cdef class MemoryQueue:
             rc = fq_wq_ack(&self._q, r, &msg, &err, &t)
         fq_pylock_release(&self._lock)
         if rc == FQ_WQ_OK:
+            if self._latency != NULL:               # enqueue -> ack, on the wall clock
+                age = (wall if wall else fq_wall_ns()) - (<Message>msg).timestamp
+                fq_hist_record(self._latency, <uint64_t>(age if age > 0 else 0))
             Py_DECREF(<object>msg)
             Py_XDECREF(<PyObject *>err)
             if journal and self._journal is not None:
@@ -507,11 +511,17 @@ cdef class MemoryQueue:
         """Settle a delivery as done. InvalidReceipt if the receipt is stale."""
         self._ack(receipt)
 
+    def _set_latency(self, Histogram hist):
+        """Record every ack's enqueue -> ack time into ``hist`` from now on (None: stop)."""
+        self._latency = NULL if hist is None else &hist._h
+        self._latency_owner = hist
+
     def ack_many(self, receipts):
         """Ack each receipt (or Delivery); every valid one is acked even when some are stale
         (then InvalidReceipt names how many and the first)."""
         cdef Py_ssize_t bad = 0, n = 0
         cdef int64_t now = self._now()             # one clock read for the batch
+        cdef int64_t wall = fq_wall_ns() if self._latency != NULL else 0
         cdef uint64_t t
         cdef list tags = [] if self._journal is not None else None
         cdef bint per_ack = tags is None
@@ -519,9 +529,9 @@ cdef class MemoryQueue:
         for r in receipts:
             try:
                 if type(r) is Delivery:
-                    self._ack_u64((<Delivery>r).receipt, now, &t, per_ack)
+                    self._ack_u64((<Delivery>r).receipt, now, &t, per_ack, wall)
                 else:
-                    self._ack_u64(self._as_receipt(r), now, &t, per_ack)
+                    self._ack_u64(self._as_receipt(r), now, &t, per_ack, wall)
                 if tags is not None:
                     tags.append(t)
             except _InvalidReceipt:

@@ -69,6 +69,8 @@ class QueueStatistics:
     closed: bool
     throughput: float = 0.0
     """Messages acked per second over about the last 10 s (from ``statistics()`` calls)."""
+    latency: HistogramSnapshot | None = None
+    """Put to ack, per acked message (wall clock); None with ``Queue(metrics=False)``."""
 
 
 @dataclass(frozen=True, slots=True)

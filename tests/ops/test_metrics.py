@@ -103,6 +103,59 @@ def test_queue_put_get_ack_counts() -> None:
     assert (s.ready, s.in_flight, s.nacked_total, s.redelivered_total) == (7, 0, 1, 1)
 
 
+def test_queue_latency_counts_every_ack_path(tmp_path: Path) -> None:
+    """put -> ack time lands in queue.latency for Delivery.ack, ack(receipt), ack_many (of
+    deliveries and of receipts), in memory and durable; nack and expiry record nothing."""
+    for q in (Queue(unique("lat")), Queue(unique("lat"), path=str(tmp_path))):
+        q.put_many(list(range(6)))
+        ds = q.get_many(6)
+        ds[0].ack()
+        q.ack(ds[1].receipt)
+        q.ack_many(ds[2:4])
+        q.ack_many([d.receipt for d in ds[4:5]])
+        ds[5].nack()
+        assert q.latency is not None
+        s = q.statistics().latency
+        assert s is not None
+        assert s.count == 5
+        assert 0 < s.min <= s.p50 <= s.p99 <= s.max < 60  # seconds, wall clock
+        q.close(drain=False)
+
+
+def test_queue_without_metrics_has_no_latency() -> None:
+    q = Queue(unique("nolat"), metrics=False)
+    q.put(1)
+    q.get().ack()
+    assert q.latency is None
+    assert q.statistics().latency is None
+    with pytest.raises(TypeError, match="metrics must be a bool"):
+        Queue(unique("bad"), metrics=1)  # type: ignore[arg-type]
+
+
+def test_pool_end_to_end_is_its_queues_latency(pools: list[ConsumerPool]) -> None:
+    q = Queue(unique("e2e"))
+    done = threading.Event()
+    seen: list[int] = []
+
+    def handler(m: Any) -> None:
+        seen.append(m.payload)
+        if len(seen) == 20:
+            done.set()
+
+    pool = ConsumerPool(q, handler)
+    pools.append(pool.start())
+    q.put_many(list(range(20)))
+    assert done.wait(30)
+    q.close()
+    pool.wait(30)
+    assert pool.end_to_end_latency is q.latency
+    stats = pool.statistics()
+    assert stats.end_to_end_latency is not None
+    assert stats.end_to_end_latency.count == 20
+    assert stats.handler_latency is not None
+    assert stats.handler_latency.count == 20
+
+
 def test_queue_empty_has_no_oldest_age() -> None:
     s = Queue(unique("q")).statistics()
     assert (s.ready, s.in_flight, s.oldest_ready_age, s.throughput) == (0, 0, None, 0.0)

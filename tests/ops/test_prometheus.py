@@ -235,6 +235,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_queue_latency_histogram() -> None:
+    q = Queue(unique("latq"))
+    q.put_many(range(3))
+    for d in q.get_many(3):
+        d.ack()
+    mine = Registry()
+    mine.register(q)
+    reg = CollectorRegistry()
+    register(mine, into=reg)
+    fams = scrape(reg)
+    fam = fams["fastq_queue_latency_seconds"]
+    assert fam.type == "histogram"
+    assert value(fams, "fastq_queue_latency_seconds", "fastq_queue_latency_seconds_count",
+                 queue=q.name) == 3
+    assert value(fams, "fastq_queue_latency_seconds", "fastq_queue_latency_seconds_bucket",
+                 queue=q.name, le="+Inf") == 3
+    assert value(fams, "fastq_queue_latency_seconds", "fastq_queue_latency_seconds_sum",
+                 queue=q.name) > 0
+
+
 def test_serve_over_http() -> None:
     q = Queue(unique("http"))
     q.put_many(range(2))

@@ -53,7 +53,10 @@ class FastqCollector(Collector):
         yield from _dlq_families(snap)
         yield from _producer_families(snap)
         yield from _pool_families(snap)
-        pools = [(key, obj) for kind, key, obj in reg.named() if kind == "pools"]
+        named = reg.named()
+        queues = [(key, obj) for kind, key, obj in named if kind == "queues"]
+        yield from _queue_histograms(queues, snap)
+        pools = [(key, obj) for kind, key, obj in named if kind == "pools"]
         yield from _pool_histograms(pools, snap)
 
     def describe(self) -> list[Any]:
@@ -305,6 +308,27 @@ def _pool_families(snap: MetricsSnapshot) -> Iterator[Any]:
                 breaker)
 
 
+def _buckets(hist: Any) -> tuple[list[tuple[str, float]], float]:
+    """A histogram's cumulative buckets at BUCKETS (+Inf last) and its sum in seconds."""
+    counts = hist.cumulative(BUCKETS)
+    s = hist.snapshot()
+    total = max(s.count, counts[-1] if counts else 0)
+    buckets = [(f"{b:g}", float(c)) for b, c in zip(BUCKETS, counts, strict=True)]
+    buckets.append(("+Inf", float(total)))
+    return buckets, s.sum_seconds
+
+
+def _queue_histograms(queues: list[tuple[str, Any]], snap: MetricsSnapshot) -> Iterator[Any]:
+    fam = HistogramMetricFamily(
+        "fastq_queue_latency_seconds", "Put to ack, per acked message.", labels=["queue"]
+    )
+    for key, q in queues:
+        if key in snap.queues and q.latency is not None:
+            buckets, total = _buckets(q.latency)
+            fam.add_metric([key], buckets, total)
+    yield fam
+
+
 def _pool_histograms(pools: list[tuple[str, Any]], snap: MetricsSnapshot) -> Iterator[Any]:
     lab = ["pool", "source"]
     proc = HistogramMetricFamily(
@@ -312,7 +336,7 @@ def _pool_histograms(pools: list[tuple[str, Any]], snap: MetricsSnapshot) -> Ite
     )
     e2e = HistogramMetricFamily(
         "fastq_end_to_end_seconds",
-        "Put or publish to ack (queues) or offset committed (topics), per message.",
+        "Put to ack (a queue source: its queue's latency) or publish to commit (topics).",
         labels=lab,
     )
     for key, pool in pools:
@@ -322,11 +346,6 @@ def _pool_histograms(pools: list[tuple[str, Any]], snap: MetricsSnapshot) -> Ite
         for fam, hist in ((proc, pool.handler_latency), (e2e, pool.end_to_end_latency)):
             if hist is None:
                 continue
-            # one reading: the bucket counts, then count and sum from the same snapshot
-            counts = hist.cumulative(BUCKETS)
-            s = hist.snapshot()
-            total = max(s.count, counts[-1] if counts else 0)
-            buckets = [(f"{b:g}", float(c)) for b, c in zip(BUCKETS, counts, strict=True)]
-            buckets.append(("+Inf", float(total)))
-            fam.add_metric([key, stats.source], buckets, s.sum_seconds)
+            buckets, total = _buckets(hist)
+            fam.add_metric([key, stats.source], buckets, total)
     yield from (proc, e2e)

@@ -136,8 +136,10 @@ class ConsumerPool:
     :class:`~fastq.DeadLetterQueue`; default an in-memory one, ``pool.dead_letter``).
 
     ``metrics=True`` (the default) records every handler call's duration in
-    ``pool.handler_latency`` and each message's put-to-ack time in ``pool.end_to_end_latency``
-    (:class:`~fastq.Histogram`, in ``statistics()``); ``metrics=False`` leaves them None.
+    ``pool.handler_latency`` (a :class:`~fastq.Histogram`, in ``statistics()``);
+    ``pool.end_to_end_latency`` is a queue source's own ``latency`` (put to ack, recorded by
+    the queue: ``Queue(metrics=False)`` turns it off) or, for a topic, each record's
+    publish-to-commit time (off with ``metrics=False``).
 
     ``start()`` / ``stop(graceful=True, timeout=30.0)``, or ``with pool:``; in asyncio mode
     ``await pool.astart()`` / ``await pool.astop()`` or ``async with pool:``. A handler raising
@@ -305,9 +307,12 @@ class ConsumerPool:
         self.handler_latency: Histogram | None = (
             Histogram(name=f"{self.name}.handler") if metrics else None
         )
-        #: put/publish -> ack (queues) or -> offset committed (topics), per message
+        #: put -> ack (a queue source: the queue's own ``latency``, recorded at each ack by
+        #: its engine) or publish -> offset committed (a topic source: recorded here)
         self.end_to_end_latency: Histogram | None = (
-            Histogram(name=f"{self.name}.end_to_end") if metrics else None
+            source.latency
+            if isinstance(source, Queue)
+            else (Histogram(name=f"{self.name}.end_to_end") if metrics else None)
         )
         self._traced_for: object = None
         vt = getattr(source, "visibility_timeout", 30.0)
@@ -981,8 +986,6 @@ class ConsumerPool:
     def _ack_now(self, receipts: Sequence[Delivery], t: list[int]) -> None:
         try:
             self.source.ack_many(receipts)  # type: ignore[union-attr]
-            if self.end_to_end_latency is not None:
-                record_ages(self.end_to_end_latency, receipts, time.time_ns())
         except InvalidReceipt as exc:
             # leases that ran out while the batch ran: those copies went (or go) to another
             # consumer; the ledger (idempotent=True) keeps their handlers from running twice

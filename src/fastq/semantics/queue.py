@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from .._core import DedupWindow, Delivery, Message
+from .._core import DedupWindow, Delivery, Histogram, Message
 from .._meter import RateMeter
 from .._registry import track
 from ..backends.base import Capabilities
@@ -82,7 +82,9 @@ class Queue:
     by class, except that a message gains one class per ``priority_aging`` seconds it waits
     (None: strict), so ``low`` is never starved forever. ``dedup_window`` (seconds) drops a put
     whose ``idempotency_key`` was put within the window and returns the first message's id.
-    ``clock`` supplies every time the queue uses (see :mod:`fastq.clock`).
+    ``clock`` supplies every time the queue uses (see :mod:`fastq.clock`). ``metrics=True``
+    (the default) records each message's put-to-ack time (wall clock) in ``queue.latency``, a
+    :class:`~fastq.Histogram` shown by ``statistics()``; ``metrics=False`` leaves it None.
 
     Sync and async users may share one queue across threads and event loops.
     """
@@ -102,6 +104,7 @@ class Queue:
         clock: Callable[[], float] | None = None,
         priority_aging: float | None = 10.0,
         codec: Codec | None = None,
+        metrics: bool = True,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
@@ -181,6 +184,12 @@ class Queue:
         else:
             self._slice = _POLL_SLICE
         self._throughput = RateMeter()
+        if not isinstance(metrics, bool):
+            raise TypeError(f"metrics must be a bool, got {type(metrics).__name__}")
+        #: put -> ack time of every acked message (None with metrics=False)
+        self.latency: Histogram | None = Histogram(name=f"{name}.latency") if metrics else None
+        if self.latency is not None:
+            getattr(self._engine, "engine", self._engine)._set_latency(self.latency)
         track(self)
 
     def _open_durable(self, root: str, sync: str, options: dict[str, Any]) -> None:
@@ -508,6 +517,7 @@ class Queue:
             deduplicated_total=self._deduplicated,
             closed=self._closed,
             throughput=self._throughput.rate(c[7], time.monotonic()),
+            latency=None if self.latency is None else self.latency.snapshot(),
         )
 
     def __len__(self) -> int:
