@@ -1088,8 +1088,8 @@ PIPELINE_SCENARIOS: dict[str, LogScenario] = {
         ref=None,
     ),
     "metrics": LogScenario(
-        "e2e_threads (fastq, one send per message) with the pools' latency histograms on "
-        "and off (issue 7: metrics cost <= 5% of throughput)",
+        "e2e_threads (fastq, one send per message) with the queues' and pools' latency "
+        "histograms on and off (issue 7: metrics cost <= 5% of throughput)",
         ref="metrics on",
         targets=(LogTarget(impl="metrics off", speedup=0.95),),
     ),
