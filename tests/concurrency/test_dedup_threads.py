@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,16 +46,7 @@ Bools = npt.NDArray[np.bool_]
 Log = list[tuple[U64, Bools]]  # per thread: (keys offered, what the window answered)
 
 
-@pytest.fixture(autouse=True)
-def frequent_switches() -> Iterator[None]:
-    """GIL builds: hand the GIL over every 10 us instead of 5 ms, so the threads interleave
-    inside the batches rather than taking turns (free-threaded builds run them in parallel)."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
+pytestmark = pytest.mark.usefixtures("frequent_switches")  # conftest.py
 
 
 def run_all(fns: Sequence[Callable[[], Any]]) -> list[Any]:

@@ -19,9 +19,8 @@ threads interleave). Sizes scale with FASTQ_STRESS_SCALE. The module runs on fre
 from __future__ import annotations
 
 import random
-import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,15 +34,7 @@ HIGHEST = 0.5  # seconds; values above it count as overflow
 TOP_NS = 500_000_000
 
 
-@pytest.fixture(autouse=True)
-def frequent_switches() -> Iterator[None]:
-    """GIL builds: hand the GIL over every 10 us so the threads interleave."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
+pytestmark = pytest.mark.usefixtures("frequent_switches")  # conftest.py
 
 
 def run_all(fns: Sequence[Callable[[], Any]]) -> list[Any]:

@@ -22,10 +22,9 @@ from __future__ import annotations
 import collections
 import functools
 import random
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -38,14 +37,7 @@ CONSUMERS = 4
 JOIN = 3 * LIVENESS
 
 
-@pytest.fixture(autouse=True)
-def frequent_switches() -> Iterator[None]:
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
+pytestmark = pytest.mark.usefixtures("frequent_switches")  # conftest.py
 
 
 def run_all(fns: Sequence[Callable[[], Any]]) -> list[Runner]:
