@@ -69,6 +69,34 @@ def test_two_loops_and_sync_threads_share_one_queue(stress_scale: float) -> None
     assert len(q) == 0
 
 
+def test_aget_hears_the_ack_that_drains_a_closed_queue_before_it_registers() -> None:
+    """BUG (3.13t CI hang): an async getter checked "closed and drained?" (no: a message was in
+    flight elsewhere), then the last ack drained the queue and woke the waiters before this
+    getter had registered as one; it then slept forever. The ack is made to land in exactly
+    that window: the getter must still see Closed."""
+    q = Queue("drain-window")
+    q.put(1)
+    held = q.get(timeout=0)
+    q.close()  # drain=True: the in-flight message keeps the queue open
+    real_check = q._check_drained
+    acked: list[bool] = []
+
+    def check_then_ack() -> None:
+        real_check()  # not drained yet: `held` is in flight
+        if not acked:
+            acked.append(True)
+            held.ack()  # the other consumer's ack, between the check and the registration
+
+    q._check_drained = check_then_ack  # type: ignore[method-assign]
+
+    async def main() -> None:
+        with pytest.raises(Closed):
+            await asyncio.wait_for(q.aget(), LIVENESS)
+
+    asyncio.run(main())
+    assert acked == [True]
+
+
 def test_aget_woken_by_put_from_thread() -> None:
     q = Queue("wake")
 

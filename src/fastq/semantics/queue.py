@@ -423,7 +423,7 @@ class Queue:
                 raise Empty(f"queue {self.name!r} has nothing ready")
             if self._kicks != kicks:
                 raise Empty(f"queue {self.name!r}: the wait was interrupted")
-            await self._await_change(deadline, Empty, room=False)
+            await self._await_change(deadline, Empty, room=False, kicks=kicks)
 
     def __iter__(self) -> Iterator[Delivery]:
         """Deliveries until the queue is closed and drained."""
@@ -535,11 +535,12 @@ class Queue:
             self._shut()
             self._wake()
             return
-        if not self._closed:
-            self._closed = True
-            # from now on every ack may be the one that drains the queue: have the engine
-            # report acks (as it does for waiting putters) so blocked getters hear of it
-            self._engine.room_waiters += 1
+        with self._cond:  # room_waiters is also counted by putters, under this lock
+            if not self._closed:
+                self._closed = True
+                # from now on every ack may be the one that drains the queue: have the engine
+                # report acks (as it does for waiting putters) so blocked getters hear of it
+                self._engine.room_waiters += 1
         self._wake()
 
     def _shut(self) -> None:
@@ -615,7 +616,7 @@ class Queue:
         return True
 
     async def _await_change(
-        self, deadline: float | None, exc: type[Exception], *, room: bool
+        self, deadline: float | None, exc: type[Exception], *, room: bool, kicks: int = -1
     ) -> None:
         if deadline is not None and self._engine.now() >= deadline:
             raise exc(f"queue {self.name!r} is {'full' if room else 'empty'} (timed out)")
@@ -630,10 +631,16 @@ class Queue:
             else:
                 self._armed = True
         try:
-            # re-check after registering: a change in between would otherwise be missed
-            if room and self._engine.has_room():
-                return
-            if not room and (len(self._engine) and self._engine.counts()[0]):
+            # re-check after registering: a wake-up between the caller's checks and the
+            # registration (a put, an ack that drained a closed queue, a close, a kick) was
+            # sent to nobody, so look at what it would have announced
+            if room and (self._closed or self._engine.has_room()):
+                return  # the caller puts, or sees Closed
+            if not room and self._closed and not len(self._engine):
+                return  # closed and drained: the caller sees Closed
+            if not room and (
+                (len(self._engine) and self._engine.counts()[0]) or self._kicks != kicks
+            ):
                 return
             sleep = self._sleep_for(deadline)
             # woken, or the due time / deadline came: either way the caller re-checks
