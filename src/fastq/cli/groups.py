@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import re
 from typing import Any
 
 import click
@@ -13,13 +12,11 @@ import click
 from fastq._core import SegmentLog
 from fastq.cli._errors import CliError, at
 from fastq.cli._output import emit_json, iso_ns, line, table
-from fastq.cli.log import open_readonly, segment_files
+from fastq.cli.log import open_readonly
 from fastq.errors import LogLockedError
+from fastq.metrics.directories import log_directories
 
 __all__ = ("command",)
-
-_PARTITION = re.compile(r"^p(\d+)$")
-
 
 def _partitions(directory: str) -> list[tuple[int | None, str]]:
     """``(partition, log directory)``: one ``(None, directory)`` for a log, the ``p<N>``
@@ -29,18 +26,13 @@ def _partitions(directory: str) -> list[tuple[int | None, str]]:
             raise CliError("no such directory", directory, "check the path")
         if not os.path.isdir(directory):
             raise CliError("not a directory", directory, "pass a log or topic directory")
-        if segment_files(directory):
-            return [(None, directory)]
-        parts = []
-        for name in os.listdir(directory):
-            m = _PARTITION.match(name)
-            if m and os.path.isdir(os.path.join(directory, name)):
-                parts.append((int(m.group(1)), os.path.join(directory, name)))
-    if not parts:
-        raise CliError("neither a log nor a topic directory", directory,
-                       "pass a SegmentLog directory or a topic's directory (holding p0, p1, ...)")
-    parts.sort()
-    return [(p, d) for p, d in parts]  # widen to int | None
+    try:
+        return log_directories(directory)
+    except ValueError:
+        raise CliError(
+            "neither a log nor a topic directory", directory,
+            "pass a SegmentLog directory or a topic's directory (holding p0, p1, ...)",
+        ) from None
 
 
 def _lag_report(directory: str) -> dict[str, Any]:

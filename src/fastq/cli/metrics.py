@@ -33,8 +33,7 @@ def show(directories: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"{r.name}: offsets {r.start_offset}..{r.end_offset}, {r.segments} "
                    f"segment(s), {r.size_bytes} bytes")
         for g, off in sorted(r.groups.items()):
-            lag = r.end_offset - max(off, r.start_offset)
-            click.echo(f"  group {g}: committed {off}, lag {lag}")
+            click.echo(f"  group {g}: committed {off}, lag {r.lag(g)}")
 
 
 @command.command("serve")

@@ -9,6 +9,7 @@ directory (partition logs ``p0``, ``p1``...); a durable queue's journal is a log
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,31 +35,44 @@ class LogReading:
     groups: dict[str, int]
     """Committed offset per consumer group."""
 
+    def lag(self, group: str) -> int:
+        """Records ``group`` has not committed past (from the start if it committed nothing
+        still retained)."""
+        return self.end_offset - max(self.groups.get(group, self.start_offset), self.start_offset)
 
-def _is_log(path: Path) -> bool:
-    return any(name.endswith(".log") for name in os.listdir(path))
+
+_SEGMENT = re.compile(r"^\d{20}\.log$")
+_PARTITION = re.compile(r"^p(\d+)$")
 
 
-def _partitions(path: Path) -> list[tuple[int, Path]]:
-    out = []
-    for child in path.iterdir():
-        if child.is_dir() and child.name[:1] == "p" and child.name[1:].isdigit():
-            out.append((int(child.name[1:]), child))
-    return sorted(out)
+def log_directories(path: str | os.PathLike[str]) -> list[tuple[int | None, str]]:
+    """``(partition, log directory)``: ``[(None, path)]`` for a segment log, the ``p<N>``
+    partition logs (by N) of a topic directory. Raises FileNotFoundError, or ValueError when
+    the directory holds neither segment files nor partition logs."""
+    root = os.fspath(path)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root}: no such directory")
+    names = os.listdir(root)
+    if any(_SEGMENT.match(n) for n in names):
+        return [(None, root)]
+    parts: list[tuple[int | None, str]] = []
+    for n in names:
+        m = _PARTITION.match(n)
+        if m and os.path.isdir(os.path.join(root, n)):
+            parts.append((int(m.group(1)), os.path.join(root, n)))
+    if not parts:
+        raise ValueError(f"{root}: neither a segment log nor a topic (no *.log, no p0/ ...)")
+    return sorted(parts, key=lambda pd: pd[0] or 0)
 
 
 def read_directory(path: str | os.PathLike[str]) -> list[LogReading]:
-    """Read a log or topic directory (read-only). Raises FileNotFoundError, or ValueError when
-    the directory holds neither segment files nor partition logs."""
+    """Read a log or topic directory (read-only); errors as :func:`log_directories`."""
     root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such directory")
-    if _is_log(root):
-        return [_read(root, root.name, None, None)]
-    parts = _partitions(root)
-    if not parts:
-        raise ValueError(f"{root}: neither a segment log nor a topic (no *.log, no p0/ ...)")
-    return [_read(p, f"{root.name}/p{n}", root.name, n) for n, p in parts]
+    return [
+        _read(Path(d), root.name if p is None else f"{root.name}/p{p}",
+              None if p is None else root.name, p)
+        for p, d in log_directories(root)
+    ]
 
 
 def _read(path: Path, name: str, topic: str | None, partition: int | None) -> LogReading:
@@ -114,5 +128,5 @@ class DirectoryCollector:
                 part = str(r.partition if r.partition is not None else 0)
                 for g, off in sorted(r.groups.items()):
                     committed.add_metric([topic, g, part], off)
-                    lag.add_metric([topic, g, part], r.end_offset - max(off, r.start_offset))
+                    lag.add_metric([topic, g, part], r.lag(g))
         yield from (start, end, size, segs, lag, committed)

@@ -961,7 +961,7 @@ class ConsumerPool:
 
     def _handler_now(self) -> Callable[[Any], Any]:
         """The handler, inside a ``process`` span while fastq.tracing is instrumented."""
-        otel = _tracing.active()
+        otel = _tracing._active
         if otel is None:
             return self.handler
         if self._traced_for is not otel:
@@ -976,7 +976,7 @@ class ConsumerPool:
         return self._traced
 
     def _ack(self, receipts: Sequence[Delivery], t: list[int]) -> None:
-        otel = _tracing.active()
+        otel = _tracing._active
         if otel is not None:
             with _tracing.settle_span(otel, self.source.name, self.group, len(receipts)):
                 self._ack_now(receipts, t)
