@@ -1,6 +1,8 @@
 """fastq: native-accelerated, in-process message queues for Python."""
 
 from ._version import __version__ as __version__
+from .errors import BackendError as BackendError
+from .errors import BackendUnavailable as BackendUnavailable
 from .errors import Closed as Closed
 from .errors import CodecError as CodecError
 from .errors import CorruptLogError as CorruptLogError
@@ -13,6 +15,7 @@ from .errors import LogLockedError as LogLockedError
 from .errors import OffsetOutOfRange as OffsetOutOfRange
 from .errors import Overloaded as Overloaded
 from .errors import Permanent as Permanent
+from .errors import Unsupported as Unsupported
 from .stats import DeadLetterStatistics as DeadLetterStatistics
 from .stats import DedupStatistics as DedupStatistics
 from .stats import HistogramSnapshot as HistogramSnapshot
@@ -69,6 +72,8 @@ from .semantics import Topic as Topic
 
 __all__ = (
     "AdaptiveConcurrency",
+    "BackendError",
+    "BackendUnavailable",
     "CircuitBreaker",
     "CircuitBreakerStatistics",
     "Closed",
@@ -118,6 +123,7 @@ __all__ = (
     "Sequencer",
     "TokenBucket",
     "Topic",
+    "Unsupported",
     "__version__",
     "arun_until_signal",
     "group_by_partition",

@@ -11,6 +11,8 @@ import asyncio
 import queue
 
 __all__ = (
+    "BackendError",
+    "BackendUnavailable",
     "Closed",
     "CodecError",
     "CorruptLogError",
@@ -23,6 +25,7 @@ __all__ = (
     "OffsetOutOfRange",
     "Overloaded",
     "Permanent",
+    "Unsupported",
 )
 
 
@@ -107,3 +110,25 @@ class Permanent(FastqError):
     """Raise (or wrap a cause in) this from a handler to say retrying cannot help: a consumer
     pool sends the message to the dead-letter queue at once, without using further attempts.
     ``raise fastq.Permanent("bad record") from exc`` keeps the cause for the DLQ entry."""
+
+
+class BackendError(FastqError):
+    """A storage backend refused or failed an operation for a reason retrying will not fix:
+    a wrong password, a server that is not the expected kind, a server-side error. The message
+    names the server (host:port) and never carries credentials."""
+
+
+class BackendUnavailable(BackendError, ConnectionError):
+    """The backend's server could not be reached within the configured time (reconnection
+    with backoff and jitter was tried meanwhile). Names host:port, never credentials."""
+
+
+class Unsupported(FastqError, NotImplementedError):
+    """A backend lacks a capability that was asked for (``capability`` names it); raised at
+    construction, before anything is stored."""
+
+    def __init__(self, capability: str, backend: str, hint: str = "") -> None:
+        self.capability = capability
+        self.backend = backend
+        text = f"the {backend} backend does not support {capability}"
+        super().__init__(f"{text}: {hint}" if hint else text)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._core import Message, SegmentLog
 from .._meter import RateMeter
 from .._registry import track
+from ..backends.redis import as_backend
 from ..codecs import Codec
 from ..errors import CorruptLogError
 from ..stats import DeadLetterStatistics
@@ -235,6 +236,7 @@ class DeadLetterQueue:
         path: str | None = None,
         sync: str = "none",
         codec: Codec | None = None,
+        backend: Any = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
@@ -260,7 +262,18 @@ class DeadLetterQueue:
         self._sources: dict[str, weakref.ref[Any]] = {}
         self._log: SegmentLog | None = None
         self._popped = 0  # durable: the committed position (entries before it are gone)
-        if path is not None:
+        self._remote: Any = None  # the Redis dead-letter stream (backend=)
+        self._seen: int | None = None  # remote: the newest entry key read
+        backend = as_backend(backend)
+        if backend is not None:
+            if path is not None:
+                raise ValueError("path and backend exclude each other: the backend stores it")
+            from ..backends.redis.dlq import RedisDeadLetterStore
+
+            base = name[: -len(".dlq")] if name.endswith(".dlq") else name
+            self._remote = RedisDeadLetterStore(backend, base)
+            self._refresh()
+        elif path is not None:
             self._log = SegmentLog(path, sync=sync)
             try:
                 self._load()
@@ -286,24 +299,53 @@ class DeadLetterQueue:
                 continue
             if rec.key != _ENTRY:
                 raise CorruptLogError(source, 0, f"unknown dead-letter record kind {rec.key!r}")
-            try:
-                (n,) = _CONTEXT_LEN.unpack_from(value)
-                ctx = json.loads(bytes(value[4 : 4 + n]))
-                msg = Message.decode(
-                    value[4 + n :],
-                    codecs=() if self._codec is None else (self._codec,),
-                    source=source,
-                    position=4 + n,
-                )
-                entry = DeadLetter(message=msg, **ctx)
-            except CorruptLogError:
-                raise
-            except Exception as exc:
-                raise CorruptLogError(source, 0, f"dead-letter context: {exc}") from None
-            self._items.append((rec.offset, entry))
+            self._items.append((rec.offset, self._decode(value, source)))
         if removed:
             self._items = deque(item for item in self._items if item[0] not in removed)
         self._live = {key for key, _ in self._items}
+
+    def _decode(self, value: Any, source: str) -> DeadLetter:
+        try:
+            (n,) = _CONTEXT_LEN.unpack_from(value)
+            ctx = json.loads(bytes(value[4 : 4 + n]))
+            msg = Message.decode(
+                value[4 + n :],
+                codecs=() if self._codec is None else (self._codec,),
+                source=source,
+                position=4 + n,
+            )
+            return DeadLetter(message=msg, **ctx)
+        except CorruptLogError:
+            raise
+        except Exception as exc:
+            raise CorruptLogError(source, 0, f"dead-letter context: {exc}") from None
+
+    def _refresh(self) -> None:
+        """Remote: take in the entries other processes (and queues' scripts) added since the
+        last look; when some were removed elsewhere, read the stream again from the start."""
+        remote = self._remote
+        if remote is None:
+            return
+        with self._lock:
+            while True:
+                rows = remote.read_after(self._seen)
+                for key, value in rows:
+                    entry = self._decode(value, f"{remote.source} (entry {key})")
+                    self._items.append((key, entry))
+                    self._live.add(key)
+                    self._seen = key
+                    self._added += 1
+                if len(rows) < 1000:
+                    break
+            if remote.length() != len(self._live):  # removed elsewhere: start again
+                self._items.clear()
+                self._live.clear()
+                self._stale = 0
+                self._seen = None
+                for key, value in remote.read_after(None, 1 << 30):
+                    self._items.append((key, self._decode(value, f"{remote.source} (entry {key})")))
+                    self._live.add(key)
+                    self._seen = key
 
     def _encode(self, entry: DeadLetter) -> bytes:
         ctx = {
@@ -336,6 +378,8 @@ class DeadLetterQueue:
         gone = {k for k in keys if k in self._live}
         if not gone:
             return 0
+        if self._remote is not None:
+            self._remote.delete(sorted(gone))
         self._live -= gone
         self._stale += len(gone)
         self._trim()
@@ -360,6 +404,8 @@ class DeadLetterQueue:
 
     def _popleft(self) -> DeadLetter:
         key, entry = self._items.popleft()
+        if self._remote is not None:
+            self._remote.delete([key])
         self._live.discard(key)
         self._trim()
         return entry
@@ -377,9 +423,13 @@ class DeadLetterQueue:
         """Store one entry (queues call this)."""
         if not isinstance(entry, DeadLetter):
             raise TypeError(f"entry must be a DeadLetter, got {type(entry).__name__}")
+        if self._remote is not None:
+            self._refresh()  # keys are stream ids: the entries before this one come first
         with self._lock:
             if self._log is not None:
                 key = self._log.append(self._encode(entry), key=_ENTRY)
+            elif self._remote is not None:
+                key = self._seen = self._remote.append(self._encode(entry))
             else:
                 key = self._next_key
                 self._next_key += 1
@@ -402,6 +452,7 @@ class DeadLetterQueue:
             if limit < 0:
                 raise ValueError(f"limit must be >= 0, got {limit!r}")
         _check_where(where)
+        self._refresh()
         if where is None:
             with self._lock:
                 if not self._stale:
@@ -421,6 +472,7 @@ class DeadLetterQueue:
 
     def pop(self) -> DeadLetter | None:
         """Remove and return the oldest entry (None if empty)."""
+        self._refresh()
         with self._lock:
             if not self._items:
                 return None
@@ -430,8 +482,11 @@ class DeadLetterQueue:
 
     def purge(self) -> int:
         """Drop every entry; returns how many."""
+        self._refresh()
         with self._lock:
             n = len(self._live)
+            if self._remote is not None:
+                self._remote.delete(sorted(self._live))
             self._items.clear()
             self._live.clear()
             self._stale = 0
@@ -449,6 +504,7 @@ class DeadLetterQueue:
             self._log.close()
 
     def statistics(self) -> DeadLetterStatistics:
+        self._refresh()
         with self._lock:
             live = self._live
             by_reason = dict(Counter(e.reason for k, e in self._items if k in live))
@@ -468,6 +524,7 @@ class DeadLetterQueue:
         absent."""
         if not isinstance(id, str):
             raise TypeError(f"id must be a str, got {type(id).__name__}")
+        self._refresh()
         with self._lock:
             for key, entry in reversed(self._items):
                 if entry.message.id == id and key in self._live:
@@ -613,11 +670,13 @@ class DeadLetterQueue:
     # ---- tooling internals ------------------------------------------------------------------
 
     def _snapshot(self) -> builtins.list[tuple[int, DeadLetter]]:
+        self._refresh()
         with self._lock:
             live = self._live
             return [item for item in self._items if item[0] in live]
 
     def _snapshot_entries(self) -> builtins.list[DeadLetter]:
+        self._refresh()
         with self._lock:
             live = self._live
             return [entry for key, entry in self._items if key in live]
@@ -677,6 +736,7 @@ class DeadLetterQueue:
         return None if ref is None else ref()
 
     def __len__(self) -> int:
+        self._refresh()
         return len(self._live)
 
     def __iter__(self) -> Iterator[DeadLetter]:

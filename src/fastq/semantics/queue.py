@@ -4,6 +4,7 @@ delays, priorities with aging, deduplication) over a storage engine. See docs/qu
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import math
 import os
@@ -20,14 +21,23 @@ from .._registry import track
 from ..backends.base import Capabilities
 from ..backends.log import LogEngine
 from ..backends.memory import MEMORY_CAPABILITIES, MemoryEngine
+from ..backends.redis import RedisStreams, as_backend
 from ..codecs import Codec
-from ..errors import Closed, Empty, Full
+from ..errors import Closed, Empty, Full, Unsupported
 from ..stats import QueueStatistics
 from .dlq import DeadLetter, DeadLetterQueue
 
 __all__ = ("Queue",)
 
 _POLL_SLICE = 0.005  # real seconds between clock reads when the clock cannot wake us
+_FULL_SLICE = 0.02  # real seconds between retries of a put into a full remote queue
+_REMOTE_CHUNK = 1000  # messages per server script of a remote put_many
+_REMOTE_HINTS = {
+    "path=": "durability is the server's (appendonly yes, appendfsync always)",
+    "sync=": "durability is the server's (appendonly yes, appendfsync always)",
+    "clock=": "leases and delays run on the server's clock, which a FakeClock cannot drive",
+    "max_bytes=": "bound the queue by messages (maxsize=) instead",
+}
 _FIELDS = frozenset(
     {
         "key",
@@ -87,6 +97,11 @@ class Queue:
     :class:`~fastq.Histogram` shown by ``statistics()``; ``metrics=False`` leaves it None.
 
     Sync and async users may share one queue across threads and event loops.
+
+    ``backend``: where the messages live. None (the default) keeps them in this process (in
+    memory, or journalled under ``path``); a :class:`fastq.backends.RedisStreams` or a
+    ``redis://`` URL keeps them on a Redis server, shared by every process and machine that
+    opens a queue of this name there (docs/redis.md).
     """
 
     def __init__(
@@ -105,11 +120,22 @@ class Queue:
         priority_aging: float | None = 10.0,
         codec: Codec | None = None,
         metrics: bool = True,
+        backend: RedisStreams | str | None = None,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         if not name or "/" in name or "\\" in name or name in (".", ".."):
             raise ValueError(f"name must be a non-empty file-name-safe str, got {name!r}")
+        remote = as_backend(backend)
+        if remote is not None:
+            for arg, given in (
+                ("path=", path is not None),
+                ("sync=", sync != "none"),
+                ("clock=", clock is not None),
+                ("max_bytes=", max_bytes is not None),
+            ):
+                if given:
+                    raise Unsupported(arg, remote.name, _REMOTE_HINTS[arg])
         if sync != "none" and path is None:
             raise ValueError(f"sync applies to durable queues (path=); got {sync!r} without a path")
         if not (dead_letter in ("auto", None) or isinstance(dead_letter, DeadLetterQueue)):
@@ -163,8 +189,30 @@ class Queue:
         self.dead_letter: DeadLetterQueue | None = (
             None if dead_letter == "auto" else dead_letter  # type: ignore[assignment]
         )
-        if self.path is None:
-            self._engine: Any = MemoryEngine(**options)
+        self._remote: Any = None
+        self._waiters: concurrent.futures.ThreadPoolExecutor | None = None
+        self.backend = remote
+        if remote is not None:
+            if self._own_dlq:
+                self.dead_letter = DeadLetterQueue(f"{name}.dlq", backend=remote, codec=codec)
+            from ..backends.redis.queue import RedisQueueEngine
+
+            self._dedup = None  # the server keeps the window (SET NX PX)
+            self._engine: Any = RedisQueueEngine(
+                remote,
+                name,
+                owner=self,
+                maxsize=maxsize,
+                visibility_timeout=visibility_timeout,
+                max_deliveries=max_deliveries,
+                priority_aging=priority_aging,
+                dedup_window=ttl,
+                codec=codec,
+                dead_letter=self._remote_dead_letter,
+            )
+            self._remote = self._engine
+        elif self.path is None:
+            self._engine = MemoryEngine(**options)
             self._engine.direct_ack = True
             if self._own_dlq:
                 self.dead_letter = DeadLetterQueue(f"{name}.dlq")
@@ -232,6 +280,8 @@ class Queue:
         visible after ``delay`` seconds. Returns the message id (the first message's id when
         the dedup window drops it). Blocks while full (``block=False``: raise ``Full`` at once;
         ``timeout``: raise ``Full`` after that long)."""
+        if self._remote is not None:
+            return str(self._remote_put([message], fields, delay, block, timeout)[0])
         if not fields and self._dedup is None and not self._closed:
             mid: str | None = self._engine.offer_payload(message, delay)  # all in C
             if mid is not None:
@@ -277,6 +327,8 @@ class Queue:
         if self._closed:
             raise Closed(f"queue {self.name!r} is closed")
         items = messages if isinstance(messages, (list, tuple)) else list(messages)
+        if self._remote is not None:
+            return self._remote_put(items, fields, delay, block, timeout)
         ids: list[str] = []
         if self._dedup is None and not fields:
             ids = self._engine.offer_payloads(items, delay)  # stops at the first that does not fit
@@ -298,6 +350,11 @@ class Queue:
         self, message: Any, /, *, delay: float = 0.0, timeout: float | None = None, **fields: Any
     ) -> str:
         """:meth:`put`, waiting for room without blocking the event loop."""
+        if self._remote is not None:
+            got: str = await self._in_thread(
+                self._remote_put, [message], fields, delay, True, timeout, first=True
+            )
+            return got
         if not fields and self._dedup is None and not self._closed:
             mid: str | None = self._engine.offer_payload(message, delay)  # all in C
             if mid is not None:
@@ -319,6 +376,81 @@ class Queue:
         if self._armed:
             self._wake_getters()
         return msg.id
+
+    def _remote_put(
+        self,
+        items: Any,
+        fields: dict[str, Any],
+        delay: float,
+        block: bool,
+        timeout: float | None,
+    ) -> list[str]:
+        """Put on the server, in chunks; a full queue is retried every few ms (another process
+        frees the room: nothing here can wake us) until the timeout."""
+        if self._closed:
+            raise Closed(f"queue {self.name!r} is closed")
+        t = _timeout(timeout)
+        delay = float(_timeout(delay, "delay") or 0.0)
+        msgs = [message_from(m, fields) for m in items]
+        ids: list[str] = []
+        deadline = None if t is None else time.monotonic() + t
+        i = 0
+        while i < len(msgs):
+            chunk = msgs[i : i + _REMOTE_CHUNK]
+            done = self._remote.put_many(chunk, delay)
+            for msg, r in zip(chunk, done, strict=False):
+                ids.append(msg.id if r == 1 else r.decode())
+            i += len(done)
+            if len(done) == len(chunk):
+                continue
+            if not block or (deadline is not None and time.monotonic() >= deadline):
+                exc = Full(f"queue {self.name!r} is full")
+                exc.ids = ids  # type: ignore[attr-defined]
+                raise exc
+            if self._closed:
+                raise Closed(f"queue {self.name!r} is closed")
+            time.sleep(_FULL_SLICE)
+        return ids
+
+    def _remote_dead_letter(
+        self, msg: Message, reason: str, attempts: int, first: float | None, err: str | None
+    ) -> bytes:
+        """A message leaves the server queue for the dead-letter queue: the entry for the
+        ``<name>.dlq`` stream (written by the same script that acks), or stored in the
+        dead-letter queue given (first: at-least-once into it)."""
+        self._dead_total += 1
+        entry = DeadLetter(
+            message=msg,
+            reason=reason,
+            queue=self.name,
+            attempts=attempts,
+            first_delivery=first,
+            last_delivery=time.time(),
+            dead_lettered_at=time.time(),
+            last_error=err,
+        )
+        dlq = self.dead_letter
+        if dlq is None:
+            return b""
+        if self._own_dlq:
+            return dlq._encode(entry)
+        dlq.add(entry)
+        return b""
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any, first: bool = False) -> Any:
+        """Run a blocking remote call on this queue's waiter threads (a cancelled await gives
+        back untried whatever the call took meanwhile)."""
+        if self._waiters is None:
+            self._waiters = concurrent.futures.ThreadPoolExecutor(
+                max_workers=64, thread_name_prefix=f"fastq-{self.name}"
+            )
+        fut = asyncio.get_running_loop().run_in_executor(self._waiters, fn, *args)
+        try:
+            got = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(_give_back)
+            raise
+        return got[0] if first else got
 
     def _put_wait(self, msg: Message, delay: float, block: bool, timeout: float | None) -> None:
         t = _timeout(timeout)
@@ -379,6 +511,8 @@ class Queue:
         if timeout == 0:
             self._check_drained()
             raise Empty(f"queue {self.name!r} has nothing ready")
+        if self._remote is not None:
+            return self._remote_wait(timeout, n)
         deadline = self._deadline(timeout)
         kicks = self._kicks
         with self._cond:
@@ -411,7 +545,31 @@ class Queue:
             raise ValueError(f"max_messages must be >= 1, got {max_messages!r}")
         return await self._aget(_timeout(timeout), max_messages)  # type: ignore[return-value]
 
+    def _remote_wait(self, timeout: float | None, n: int) -> Delivery | list[Delivery]:
+        """Wait for the server queue: the engine blocks (in slices) on new entries."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        kicks = self._kicks
+        while True:
+            got = self._take(n)
+            if got is not None:
+                return got
+            self._check_drained()
+            if self._kicks != kicks:
+                raise Empty(f"queue {self.name!r}: the wait was interrupted")
+            left = math.inf if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise Empty(f"queue {self.name!r} has nothing ready (waited {timeout} s)")
+            self._remote.wait(left)
+
     async def _aget(self, timeout: float | None, n: int) -> Delivery | list[Delivery]:
+        if self._remote is not None:
+            got = self._take(n)  # one script: a busy queue answers without a thread
+            if got is not None:
+                return got
+            if timeout == 0:
+                self._check_drained()
+                raise Empty(f"queue {self.name!r} has nothing ready")
+            return await self._in_thread(self._remote_wait, timeout, n)  # type: ignore[no-any-return]
         deadline = self._deadline(timeout)
         kicks = self._kicks
         while True:
@@ -505,7 +663,7 @@ class Queue:
             ready=c[0],
             delayed=c[1],
             in_flight=c[2],
-            dead_lettered=self._dead_total,
+            dead_lettered=self._dead_total if self._remote is None else c[9],
             oldest_ready_age=None if c[5] is None else max(0.0, now - c[5]),
             bytes=c[4],
             put_total=c[6],
@@ -514,7 +672,9 @@ class Queue:
             nacked_total=c[10],
             lease_expiries=c[11],
             released_total=c[12],
-            deduplicated_total=self._deduplicated,
+            deduplicated_total=(
+                self._deduplicated if self._remote is None else self._remote.deduplicated
+            ),
             closed=self._closed,
             throughput=self._throughput.rate(c[7], time.monotonic()),
             latency=None if self.latency is None else self.latency.snapshot(),
@@ -556,12 +716,20 @@ class Queue:
         self._engine = MemoryEngine(maxsize=1, clock=self._clock, owner=self)
         self._engine.direct_ack = True
         old.shutdown()  # every receipt handed out so far is stale now
+        self._remote = None
+        if self._waiters is not None:
+            self._waiters.shutdown(wait=False)
 
     def delete(self) -> None:
         """Close the queue and drop everything it holds (a durable queue: its directory and
         its automatic dead-letter queue's)."""
         self._closed = True
+        remote = self._remote
         self._shut()
+        if remote is not None:
+            remote.delete()
+            if self._own_dlq and self.dead_letter is not None:
+                self.dead_letter.purge()
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             if self._own_dlq:
@@ -575,6 +743,8 @@ class Queue:
     @property
     def capabilities(self) -> Capabilities:
         """What the storage engine under this queue does itself (durable, delays, ...)."""
+        if self.backend is not None:
+            return self.backend.capabilities
         return LogEngine.capabilities if self._log_engine is not None else MEMORY_CAPABILITIES
 
     def __enter__(self) -> Queue:
@@ -742,6 +912,17 @@ class Queue:
             if self._dedup_ids.get(key) == msg.id:
                 del self._dedup_ids[key]
                 self._dedup.forget(key)
+
+
+def _give_back(fut: asyncio.Future[Any]) -> None:
+    """The await of a remote get was cancelled: release what the call took."""
+    if fut.cancelled() or fut.exception() is not None:
+        return
+    got = fut.result()
+    for d in got if isinstance(got, list) else [got]:
+        if isinstance(d, Delivery):
+            with contextlib.suppress(Exception):
+                d.release()
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
