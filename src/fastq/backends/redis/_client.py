@@ -56,7 +56,9 @@ class RedisStreams:
     ``url_or_client``: a ``redis://[:password@]host:port/db`` (``rediss://``, ``unix://``) URL
     or a ready ``redis.Redis`` client. ``prefix`` starts every key this backend writes.
     ``timeout``: how long an operation keeps reconnecting (with backoff and jitter) before it
-    raises :class:`fastq.BackendUnavailable`. ``socket_timeout``: one reply's time limit."""
+    raises :class:`fastq.BackendUnavailable`. ``socket_timeout``: one reply's time limit.
+    ``session_timeout``: how long a topic consumer process may go silent before the other
+    members of its group take its partitions over."""
 
     capabilities = REDIS_CAPABILITIES
     name = "redis"
@@ -68,6 +70,7 @@ class RedisStreams:
         prefix: str = "fastq",
         timeout: float = 10.0,
         socket_timeout: float = 5.0,
+        session_timeout: float = 10.0,
     ) -> None:
         redis = _redis()
         if not isinstance(prefix, str):
@@ -76,13 +79,20 @@ class RedisStreams:
             raise ValueError(
                 f"prefix must be a non-empty str without braces or spaces, got {prefix!r}"
             )
-        for arg, value in (("timeout", timeout), ("socket_timeout", socket_timeout)):
+        for arg, value in (
+            ("timeout", timeout),
+            ("socket_timeout", socket_timeout),
+            ("session_timeout", session_timeout),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{arg} must be a number of seconds, got {type(value).__name__}")
             if not value > 0:
                 raise ValueError(f"{arg} must be > 0 seconds, got {value!r}")
         self.prefix = prefix
         self.timeout = float(timeout)
+        #: a topic consumer that has not polled (heartbeat) for this long leaves its group and
+        #: its partitions go to the others (Kafka's session.timeout.ms)
+        self.session_timeout = float(session_timeout)
         self._errors = redis.exceptions
         if isinstance(url_or_client, str):
             self.address, self.url = _parse(url_or_client)
