@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -28,12 +29,14 @@ from ._client import RedisStreams
 __all__ = ("CLASSES", "RedisQueueEngine")
 
 CLASSES = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+_CLASS_DIGIT = {name: str(c) for name, c in CLASSES.items()}
+_U32 = struct.Struct("<I")
 GROUP = "fastq"
 _CLAIM_EVERY_MS = 100  # how often (at most) a poll looks for expired leases to reclaim
 _WAIT_SLICE = 0.2  # the longest a waiting get blocks before it looks at leases / delays again
 
 
-_COUNTERS = frozenset((b"put", b"acked", b"nacked", b"released", b"dead", b"expired", b"dedup"))
+_COUNTERS = (b"put", b"acked", b"nacked", b"released", b"dead", b"expired", b"dedup", b"held")
 
 
 def _describe(error: object) -> str | None:
@@ -49,13 +52,30 @@ def _ms(entry_id: bytes) -> int:
     return int(entry_id.split(b"-", 1)[0])
 
 
+def _span(ids: list[bytes]) -> tuple[bytes, bytes]:
+    """Entry ids at or below / above every id of ``ids``: from the smallest to the largest
+    millisecond part (bytes order is number order while they all have 13 digits, which they
+    do from 2001 to 2286; otherwise the whole stream)."""
+    lo, hi = min(ids), max(ids)
+    if lo[13:14] != b"-" or hi[13:14] != b"-":
+        return b"-", b"+"
+    return lo[:13] + b"-0", hi[:13] + b"-18446744073709551615"
+
+
 class _Held:
     """One hand-out this process holds: enough to settle it on the server."""
 
     __slots__ = ("attempt", "cls", "count", "first", "id", "message", "put_ms")
 
     def __init__(
-        self, cls: int, id: bytes, count: int, attempt: int, message: Message, put_ms: int
+        self,
+        cls: int,
+        id: bytes,
+        count: int,
+        attempt: int,
+        message: Message,
+        put_ms: int,
+        first: float,
     ) -> None:
         self.cls = cls
         self.id = id
@@ -63,7 +83,7 @@ class _Held:
         self.attempt = attempt
         self.message = message
         self.put_ms = put_ms
-        self.first = time.time()
+        self.first = first
 
 
 class RedisQueueEngine:
@@ -119,6 +139,7 @@ class RedisQueueEngine:
         self._purge = backend.script(_lua.PURGE)
         self._held_script = backend.script(_lua.HELD)
         self._held: dict[int, _Held] = {}
+        self._source = f"redis {backend.address} queue {name!r}"
         self._receipts = itertools.count(1)
         self._lock = threading.Lock()
         self._closed = False
@@ -166,18 +187,23 @@ class RedisQueueEngine:
     # ---- put ------------------------------------------------------------------------------
 
     def _args(self, messages: Sequence[Message], delay: float) -> list[Any]:
-        delay_ms = 0 if not delay else max(1, round(delay * 1000))
-        args: list[Any] = [self._maxsize, self._dedup_ms, self._dedup_prefix, len(messages)]
         codec = self._codec
+        blob = bytearray()
         for m in messages:
-            key = m.idempotency_key
-            args += (
-                CLASSES.get(m.priority, 2),
-                delay_ms,
-                m.encode(codec),
-                b"" if key is None else (key if isinstance(key, bytes) else str(key).encode()),
-                m.id,
-            )
+            data = m.encode(codec)
+            blob += _U32.pack(len(data))
+            blob += data
+        classes = "".join([_CLASS_DIGIT.get(m.priority, "2") for m in messages])
+        delay_ms = 0 if not delay else max(1, round(delay * 1000))
+        args: list[Any] = [self._maxsize, delay_ms, classes, bytes(blob)]
+        if self._dedup_ms:
+            args += (self._dedup_ms, self._dedup_prefix)
+            for m in messages:
+                key = m.idempotency_key
+                args += (
+                    b"" if key is None else (key if isinstance(key, bytes) else str(key).encode()),
+                    m.id,
+                )
         return args
 
     def put_many(self, messages: Sequence[Message], delay: float = 0.0) -> list[Any]:
@@ -232,30 +258,49 @@ class RedisQueueEngine:
             ],
             f"get from {self.name!r}",
         )
-        entries = res[1]
-        if not entries:
-            due = res[2]
+        fresh, claimed = res[1], res[2]
+        if not fresh and not claimed:
+            due = res[3]
             self._next_due = None if due is None else float(due) / 1000.0
-            self._last_ids = list(res[3:7])
+            self._last_ids = list(res[4:8])
             return []
         out: list[Delivery] = []
-        dead: list[tuple[_Held, str]] = []
+        now = res[0] / 1000.0  # the server's clock: when these were handed out
         deadline = time.monotonic() + self._vt
-        source = f"redis {self.backend.address} queue {self.name!r}"
+        source = self._source
+        codecs = self._codecs
         owner = self._owner
-        for cls, eid, count, before, data, put, is_dead in entries:
-            msg = Message.decode(data, codecs=self._codecs, source=source)
-            held = _Held(
-                cls, eid, count, count + before, msg, _ms(eid) if put is None else int(put)
-            )
+        held = self._held
+        receipts = self._receipts
+        decode = Message.decode
+        for i in range(0, len(fresh), 2):
+            cls = fresh[i]
+            for eid, f in fresh[i + 1]:
+                if len(f) == 2:  # put once: m only; put time = the id's (0: read it there)
+                    msg = decode(f[1], codecs=codecs, source=source)
+                    h = _Held(cls, eid, 1, 1, msg, 0, now)
+                else:
+                    kv = dict(zip(f[::2], f[1::2], strict=True))
+                    msg = decode(kv[b"m"], codecs=codecs, source=source)
+                    put = kv.get(b"t")
+                    before = int(kv.get(b"a", 0))
+                    h = _Held(cls, eid, 1, 1 + before, msg, _ms(eid) if put is None else int(put), now)
+                receipt = next(receipts)
+                held[receipt] = h
+                out.append(Delivery(msg, h.attempt, receipt, deadline, owner))
+        dead: list[_Held] = []
+        for cls, eid, count, before, data, put, is_dead in claimed:
+            msg = decode(data, codecs=codecs, source=source)
+            put_ms = _ms(eid) if put is None else int(put)
+            h = _Held(cls, eid, count, count + before, msg, put_ms, now)
             if is_dead:
-                dead.append((held, "max_deliveries"))
+                dead.append(h)
                 continue
-            receipt = next(self._receipts)
-            self._held[receipt] = held
-            out.append(Delivery(msg, held.attempt, receipt, deadline, owner))
-        for held, reason in dead:
-            self._bury(held, reason, None, check=False, attempts=held.attempt - 1)
+            receipt = next(receipts)
+            held[receipt] = h
+            out.append(Delivery(msg, h.attempt, receipt, deadline, owner))
+        for h in dead:
+            self._bury(h, "max_deliveries", None, check=False, attempts=h.attempt - 1)
         return out
 
     def wait(self, seconds: float) -> None:
@@ -297,19 +342,29 @@ class RedisQueueEngine:
                 if first is None:
                     first = r.receipt if isinstance(r, Delivery) else r
         if helds:
-            args: list[Any] = [GROUP, self.consumer, len(helds)]
+            per: list[list[_Held]] = [[], [], [], []]
             for h in helds:
-                args += (h.cls, h.id, h.count)
+                per[h.cls].append(h)
+            args: list[Any] = [GROUP, self.consumer]
+            for hs in per:
+                if not hs:
+                    args += (b"-", b"-", b"")
+                    continue
+                ids = [h.id for h in hs]
+                lo, hi = _span(ids)
+                args += (lo, hi, b" ".join([b"%s %d" % (h.id, h.count) for h in hs]))
             bad = self._run(self._ack, [*self.streams, self.meta], args, f"ack on {self.name!r}")
             stale += len(bad)
             if bad and first is None:
-                first = f"(entry {helds[bad[0]].id.decode()})"
+                first = f"(entry {bad[0].decode()})"
             if self._latency is not None:
                 now_ms = time.time() * 1000.0
                 skip = set(bad)
-                for i, h in enumerate(helds):
-                    if i not in skip:
-                        self._latency.record(max(0.0, (now_ms - h.put_ms) / 1000.0))
+                record = self._latency.record
+                for h in helds:
+                    if h.id not in skip:
+                        put_ms = h.put_ms or _ms(h.id)
+                        record(max(0.0, (now_ms - put_ms) / 1000.0))
         if stale:
             raise InvalidReceipt(
                 f"{stale} stale receipt(s) on queue {self.name!r}, the first {first!r}: the "
@@ -334,7 +389,7 @@ class RedisQueueEngine:
         ok = self._run(
             self._put_back,
             [self.streams[held.cls], self.delayed, self.meta],
-            [GROUP, self.consumer, held.id, held.count, delay_ms, attempts, counter],
+            [GROUP, self.consumer, held.id, held.count, delay_ms, attempts, counter, held.cls],
             f"{counter[:-2]} on {self.name!r}",
         )
         if not ok:
@@ -391,7 +446,9 @@ class RedisQueueEngine:
         return ()
 
     def purge(self) -> int:
-        return int(self._run(self._purge, self.streams, [GROUP], f"purge {self.name!r}"))
+        return int(
+            self._run(self._purge, [*self.streams, self.meta], [GROUP], f"purge {self.name!r}")
+        )
 
     def now(self) -> float:
         return time.monotonic()
@@ -402,17 +459,14 @@ class RedisQueueEngine:
     def statistics(self) -> dict[str, Any]:
         """The server's view: lengths, pending, delayed, oldest unread put time, counters."""
         r = self._run(self._stats, self._k_all, [GROUP], f"statistics of {self.name!r}")
-        meta = r[10]
-        counters = {
-            meta[i].decode(): int(meta[i + 1])
-            for i in range(0, len(meta), 2)
-            if meta[i] in _COUNTERS
-        }
+        meta = r[6]
+        fields = {meta[i]: meta[i + 1] for i in range(0, len(meta), 2)}
+        counters = {k.decode(): int(fields.get(k, 0)) for k in _COUNTERS}
+        counters["unread"] = sum(int(fields.get(b"u%d" % c, 0)) for c in range(4))
         return {
-            "length": sum(r[0:4]),
-            "pending": sum(r[4:8]),
-            "delayed": int(r[8]),
-            "oldest_ms": None if r[9] is None else int(r[9]),
+            "pending": sum(r[0:4]),
+            "delayed": int(r[4]),
+            "oldest_ms": None if r[5] is None else int(r[5]),
             **counters,
         }
 
@@ -421,7 +475,7 @@ class RedisQueueEngine:
         s = self.statistics()
         self.deduplicated = s.get("dedup", 0)
         in_flight = s["pending"]
-        ready = max(0, s["length"] - in_flight)
+        ready = max(0, s["held"] - in_flight - s["delayed"])
         oldest = None
         if s["oldest_ms"] is not None:
             oldest = self.now() - max(0.0, time.time() - s["oldest_ms"] / 1000.0)
@@ -429,7 +483,7 @@ class RedisQueueEngine:
             ready,
             s["delayed"],
             in_flight,
-            s["length"] + s["delayed"],
+            s["held"],
             0,
             oldest,
             s.get("put", 0),
@@ -444,7 +498,7 @@ class RedisQueueEngine:
     def __len__(self) -> int:
         if self._closed:
             return 0
-        return int(self._run(self._held_script, self._k_all[:5], [], f"length of {self.name!r}"))
+        return int(self._run(self._held_script, [self.meta], [], f"length of {self.name!r}"))
 
     def advance(self) -> None:
         pass
