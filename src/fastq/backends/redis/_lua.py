@@ -178,7 +178,8 @@ if aging > 0 then
   if busy > 1 then
     for k = 2, 4 do
       if unread[k] > 0 then
-        local head = redis.call('XRANGE', KEYS[k], '(' .. last_delivered(KEYS[k], g), '+', 'COUNT', 1)
+        local from = '(' .. last_delivered(KEYS[k], g)
+        local head = redis.call('XRANGE', KEYS[k], from, '+', 'COUNT', 1)
         if head[1] then
           local _, _, ts = fields(head[1][2])
           local put = tonumber(ts or string.match(head[1][1], '^(%d+)'))

@@ -282,9 +282,8 @@ class RedisQueueEngine:
                 else:
                     kv = dict(zip(f[::2], f[1::2], strict=True))
                     msg = decode(kv[b"m"], codecs=codecs, source=source)
-                    put = kv.get(b"t")
-                    before = int(kv.get(b"a", 0))
-                    h = _Held(cls, eid, 1, 1 + before, msg, _ms(eid) if put is None else int(put), now)
+                    put = int(kv.get(b"t", 0))  # 0: the id's time
+                    h = _Held(cls, eid, 1, 1 + int(kv.get(b"a", 0)), msg, put, now)
                 receipt = next(receipts)
                 held[receipt] = h
                 out.append(Delivery(msg, h.attempt, receipt, deadline, owner))
