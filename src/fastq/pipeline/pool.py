@@ -270,6 +270,7 @@ class ConsumerPool:
         self._fixed_prefetch = prefetch
         self._prefetch = prefetch or (batch_size if batch_size > 1 else 1)
         self._ewma = 0.0  # handler seconds per message
+        self._busy_ewma = 0.0  # the same without the time acks took (the prefetch rule)
         self._lock = threading.Lock()
         self._gate = threading.Condition(self._lock)
         self._state = "new"
@@ -639,8 +640,14 @@ class ConsumerPool:
         per = elapsed / n
         e = self._ewma
         self._ewma = per if e == 0.0 else e + 0.2 * (per - e)
+        # the prefetch follows the handlers' time alone: a settle round trip (a server's ack)
+        # is a cost per batch, which a bigger batch spreads, not a reason to take fewer
+        busy = max(0.0, elapsed - t[_SETTLE_NS] * 1e-9) / n
+        b = self._busy_ewma
+        self._busy_ewma = busy if b == 0.0 else b + 0.2 * (busy - b)
         if self._fixed_prefetch is None and self.batch_size == 1:
-            want = int(_TARGET_BATCH_SECONDS / self._ewma) if self._ewma > 0 else _MAX_PREFETCH
+            b = self._busy_ewma
+            want = int(_TARGET_BATCH_SECONDS / b) if b > 0 else _MAX_PREFETCH
             self._prefetch = max(1, min(_MAX_PREFETCH, want))
         before = self.limiter.limit
         # overload, not bad messages, shrinks the limit: transient failures, lost leases
@@ -984,6 +991,7 @@ class ConsumerPool:
             self._ack_now(receipts, t)
 
     def _ack_now(self, receipts: Sequence[Delivery], t: list[int]) -> None:
+        began = time.perf_counter_ns()
         try:
             self.source.ack_many(receipts)  # type: ignore[union-attr]
         except InvalidReceipt as exc:
@@ -991,6 +999,8 @@ class ConsumerPool:
             # consumer; the ledger (idempotent=True) keeps their handlers from running twice
             head = str(exc).split(" ", 1)[0]
             t[_LOST] += int(head) if head.isdigit() else 1
+        finally:
+            t[_SETTLE_NS] += time.perf_counter_ns() - began
 
     def _release(self, deliveries: Sequence[Delivery], delay: float, t: list[int]) -> None:
         for d in deliveries:
@@ -1130,7 +1140,7 @@ class ConsumerPool:
                 return
             if rs:
                 self._received(rs, len(batch))
-            t = [0] * 8
+            t = [0] * 9
             self._slots[i] = (time.monotonic(), batch)
             inflight = self._enter()
             t0 = self._clock()
@@ -1168,7 +1178,7 @@ class ConsumerPool:
                     continue
                 if rs:
                     self._received(rs, len(records))
-                t = [0] * 8
+                t = [0] * 9
                 done = [0]
                 inflight = self._enter()
                 t0 = self._clock()
@@ -1254,7 +1264,7 @@ class ConsumerPool:
                     return
                 if rs:
                     self._received(rs, len(batch))
-                t = [0] * 8
+                t = [0] * 9
                 self._slots[i] = (time.monotonic(), batch)
                 inflight = self._enter()
                 t0 = self._clock()
@@ -1297,7 +1307,7 @@ class ConsumerPool:
                     continue
                 if rs:
                     self._received(rs, len(records))
-                t = [0] * 8
+                t = [0] * 9
                 done = [0]
                 inflight = self._enter()
                 t0 = self._clock()
@@ -1319,7 +1329,7 @@ class ConsumerPool:
 _Steps = Generator[Any, "BaseException | None", None]
 # per-batch tally slots; _TRANSIENT: failures the retry policy calls transient (a sign of
 # overload for the limiter, unlike a bad message)
-_OK, _FAILED, _RETRIED, _DEAD, _RELEASED, _DUPS, _LOST, _TRANSIENT = range(8)
+_OK, _FAILED, _RETRIED, _DEAD, _RELEASED, _DUPS, _LOST, _TRANSIENT, _SETTLE_NS = range(9)
 _local = threading.local()  # a worker thread's event loop, for coroutine handlers
 
 

@@ -25,9 +25,9 @@ local now = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
 
 # which of `ids` (between lo and hi) are still pending for consumer c with the same count
 _MINE = """
-local function mine(k, g, c, lo, hi, ids, cnts)
+local function mine(k, g, c, lo, hi, ids, cnts, limit)
   local have = {}
-  local p = redis.call('XPENDING', k, g, lo, hi, #ids * 4 + 16, c)
+  local p = redis.call('XPENDING', k, g, lo, hi, limit or (#ids + 16), c)
   for _, e in ipairs(p) do have[e[1]] = tonumber(e[4]) end
   local ok = {}
   for i = 1, #ids do ok[i] = (have[ids[i]] == tonumber(cnts[i])) end
@@ -242,22 +242,24 @@ return res
 )
 
 # KEYS s0 s1 s2 s3 meta
-# ARGV group consumer, then per class: lowest id, highest id, "id count id count ..." ('' if
-#      none) -> the stale "id"s
+# ARGV group consumer limit(at least the consumer's pending entries), then per class: lowest
+#      id, highest id, "id count id count ..." ('' if none) -> the stale "id"s
 ACK = (
     _MINE
     + """
 local g, c = ARGV[1], ARGV[2]
+local limit = tonumber(ARGV[3])
 local stale, acked = {}, 0
 for k = 1, 4 do
-  local items = ARGV[3 + (k - 1) * 3 + 2]
+  local items = ARGV[4 + (k - 1) * 3 + 2]
   if items ~= '' then
     local ids, cnts = {}, {}
     for id, cnt in string.gmatch(items, '(%S+) (%S+)') do
       ids[#ids + 1] = id
       cnts[#cnts + 1] = cnt
     end
-    local ok = mine(KEYS[k], g, c, ARGV[3 + (k - 1) * 3], ARGV[4 + (k - 1) * 3], ids, cnts)
+    local lo, hi = ARGV[4 + (k - 1) * 3], ARGV[5 + (k - 1) * 3]
+    local ok = mine(KEYS[k], g, c, lo, hi, ids, cnts, limit)
     local good = {}
     for j = 1, #ids do
       if ok[j] then good[#good + 1] = ids[j] else stale[#stale + 1] = ids[j] end

@@ -52,14 +52,9 @@ def _ms(entry_id: bytes) -> int:
     return int(entry_id.split(b"-", 1)[0])
 
 
-def _span(ids: list[bytes]) -> tuple[bytes, bytes]:
-    """Entry ids at or below / above every id of ``ids``: from the smallest to the largest
-    millisecond part (bytes order is number order while they all have 13 digits, which they
-    do from 2001 to 2286; otherwise the whole stream)."""
-    lo, hi = min(ids), max(ids)
-    if lo[13:14] != b"-" or hi[13:14] != b"-":
-        return b"-", b"+"
-    return lo[:13] + b"-0", hi[:13] + b"-18446744073709551615"
+def _idkey(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq)
 
 
 class _Held:
@@ -344,13 +339,15 @@ class RedisQueueEngine:
             per: list[list[_Held]] = [[], [], [], []]
             for h in helds:
                 per[h.cls].append(h)
-            args: list[Any] = [GROUP, self.consumer]
+            # XPENDING's count: every entry this consumer has pending (this queue object's
+            # deliveries) could lie between the lowest and highest id acked
+            args: list[Any] = [GROUP, self.consumer, len(self._held) + len(helds) + 16]
             for hs in per:
                 if not hs:
                     args += (b"-", b"-", b"")
                     continue
                 ids = [h.id for h in hs]
-                lo, hi = _span(ids)
+                lo, hi = min(ids, key=_idkey), max(ids, key=_idkey)
                 args += (lo, hi, b" ".join([b"%s %d" % (h.id, h.count) for h in hs]))
             bad = self._run(self._ack, [*self.streams, self.meta], args, f"ack on {self.name!r}")
             stale += len(bad)
