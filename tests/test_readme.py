@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -37,8 +38,11 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[f"example{i}" for i in range(len(EXAMPLES))])
-def test_readme_example_runs(example: str) -> None:
+def test_readme_example_runs(example: str, request: pytest.FixtureRequest) -> None:
+    env = dict(os.environ)
+    if "FASTQ_REDIS_URL" in example:  # the Redis Streams example: the tests' own server
+        env["FASTQ_REDIS_URL"] = request.getfixturevalue("redis_url")
     proc = subprocess.run(
-        [sys.executable, "-c", example], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", example], capture_output=True, text=True, timeout=120, env=env
     )
     assert proc.returncode == 0, proc.stderr

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from .._core import Delivery, Message
 
-__all__ = ("Capabilities", "QueueEngine")
+__all__ = ("Capabilities", "QueueEngine", "SharedQueueEngine")
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Capabilities:
     delivery_counter: bool = True  # attempts survive hand-outs
     dead_letter: bool = True  # moves exhausted messages aside itself
     native_dedup: bool = False  # idempotency keys checked by the engine
-    shared: bool = False  # several processes may consume one queue
+    shared: bool = False  # several processes (and machines) may use one queue or topic
 
 
 class QueueEngine(Protocol):
@@ -66,3 +66,23 @@ class QueueEngine(Protocol):
     def counts(self) -> tuple[Any, ...]: ...
 
     def __len__(self) -> int: ...
+
+
+class SharedQueueEngine(QueueEngine, Protocol):
+    """An engine whose state lives outside this process (a server), shared with others: its
+    changes are not signalled here, so the queue waits by :meth:`wait`, and one call carries a
+    whole batch (a round trip costs more than anything done per message). Receipts are still
+    opaque ints (the engine keeps what names the hand-out on the server); staleness is
+    decided by the server, so a receipt whose lease ran out and went to another process is
+    refused there."""
+
+    def put_many(self, messages: Sequence[Message], delay: float = 0.0) -> list[Any]:
+        """Store in order until full: per message stored, 1, or the first message's id when
+        the engine's dedup window dropped it."""
+        ...
+
+    def wait(self, seconds: float) -> None:
+        """Block up to ``seconds`` (the engine may return sooner) for something to get."""
+        ...
+
+    def delete(self) -> None: ...

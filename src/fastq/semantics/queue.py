@@ -156,7 +156,9 @@ class Queue:
         self.max_bytes = max_bytes
         self.max_deliveries = max_deliveries
         self._clock = clock
-        self._cond = threading.Condition(threading.Lock())
+        # reentrant: a blocked get holds it while a dead-lettering (or the drain that closes
+        # a durable log) wakes the waiters
+        self._cond = threading.Condition(threading.RLock())
         self._waiting = 0  # sync + async waiters (getters and putters)
         # a getter is about to sleep: the next put must wake it. Getters set it (holding
         # _cond) before their last look at the queue; a put that sees it clears it and wakes

@@ -307,7 +307,7 @@ return 1
 )
 
 # KEYS stream meta dlq
-# ARGV group consumer id count entry(bytes, '' = no dead-letter stream) check(1|0)
+# ARGV group consumer id count entry(bytes, '' = no dead-letter stream) check(1|0) nacked(1|0)
 # -> 1, or 0 when stale. The dead-letter entry is written in the same script as the XACK.
 DEAD = (
     _MINE
@@ -318,6 +318,7 @@ if ARGV[5] ~= '' then redis.call('XADD', KEYS[3], '*', 'e', ARGV[5]) end
 redis.call('XACK', KEYS[1], g, id)
 redis.call('HINCRBY', KEYS[2], 'dead', 1)
 redis.call('HINCRBY', KEYS[2], 'held', -1)
+if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[2], 'nacked', 1) end
 return 1
 """
 )

@@ -237,8 +237,16 @@ class RedisQueueEngine:
         return got[0] if got else None
 
     def poll_many(self, max_messages: int) -> list[Delivery]:
-        if self._closed:
-            return []
+        """Up to ``max_messages`` deliveries, [] if nothing is ready. Messages past their
+        deadline or their last delivery go to the dead letters on the way (and the poll goes
+        on to the next ones)."""
+        while not self._closed:
+            out, buried = self._poll_once(max_messages)
+            if out or not buried:
+                return out
+        return []
+
+    def _poll_once(self, max_messages: int) -> tuple[list[Delivery], int]:
         res = self._run(
             self._poll,
             self._k_all,
@@ -258,7 +266,7 @@ class RedisQueueEngine:
             due = res[3]
             self._next_due = None if due is None else float(due) / 1000.0
             self._last_ids = list(res[4:8])
-            return []
+            return [], 0
         out: list[Delivery] = []
         now = res[0] / 1000.0  # the server's clock: when these were handed out
         deadline = time.monotonic() + self._vt
@@ -268,6 +276,7 @@ class RedisQueueEngine:
         held = self._held
         receipts = self._receipts
         decode = Message.decode
+        dead: list[tuple[_Held, str]] = []
         for i in range(0, len(fresh), 2):
             cls = fresh[i]
             for eid, f in fresh[i + 1]:
@@ -279,23 +288,29 @@ class RedisQueueEngine:
                     msg = decode(kv[b"m"], codecs=codecs, source=source)
                     put = int(kv.get(b"t", 0))  # 0: the id's time
                     h = _Held(cls, eid, 1, 1 + int(kv.get(b"a", 0)), msg, put, now)
+                if msg.deadline is not None and msg.deadline <= now:
+                    dead.append((h, "expired"))
+                    continue
                 receipt = next(receipts)
                 held[receipt] = h
                 out.append(Delivery(msg, h.attempt, receipt, deadline, owner))
-        dead: list[_Held] = []
         for cls, eid, count, before, data, put, is_dead in claimed:
             msg = decode(data, codecs=codecs, source=source)
             put_ms = _ms(eid) if put is None else int(put)
             h = _Held(cls, eid, count, count + before, msg, put_ms, now)
             if is_dead:
-                dead.append(h)
+                dead.append((h, "max_deliveries"))
+                continue
+            if msg.deadline is not None and msg.deadline <= now:
+                dead.append((h, "expired"))
                 continue
             receipt = next(receipts)
             held[receipt] = h
             out.append(Delivery(msg, h.attempt, receipt, deadline, owner))
-        for h in dead:
-            self._bury(h, "max_deliveries", None, check=False, attempts=h.attempt - 1)
-        return out
+        # past max_deliveries, or past its deadline before this hand-out: not delivered
+        for h, reason in dead:
+            self._bury(h, reason, None, check=False, attempts=h.attempt - 1)
+        return out, len(dead)
 
     def wait(self, seconds: float) -> None:
         """Block up to ``seconds`` (at most a slice, so that leases running out elsewhere and
@@ -371,7 +386,7 @@ class RedisQueueEngine:
         """A failed attempt; True when the message was dead-lettered (its last attempt)."""
         held = self._take(receipt)
         if held.attempt >= self._max_deliveries:
-            self._bury(held, "rejected", error, check=True, attempts=held.attempt)
+            self._bury(held, "rejected", error, check=True, attempts=held.attempt, nacked=True)
             return True
         self._give_back(held, delay, held.attempt, "nacked")
         return False
@@ -397,7 +412,16 @@ class RedisQueueEngine:
         held = self._take(receipt)
         self._bury(held, reason, error, check=True, attempts=held.attempt)
 
-    def _bury(self, held: _Held, reason: str, error: object, *, check: bool, attempts: int) -> None:
+    def _bury(
+        self,
+        held: _Held,
+        reason: str,
+        error: object,
+        *,
+        check: bool,
+        attempts: int,
+        nacked: bool = False,
+    ) -> None:
         """Dead-letter one message: the dead-letter entry and the XACK in one script (the
         ``<name>.dlq`` stream), or stored by the queue first (another dead-letter queue:
         at-least-once into it)."""
@@ -407,7 +431,7 @@ class RedisQueueEngine:
         ok = self._run(
             self._dead,
             [self.streams[held.cls], self.meta, self.dlq],
-            [GROUP, self.consumer, held.id, held.count, data, 1 if check else 0],
+            [GROUP, self.consumer, held.id, held.count, data, 1 if check else 0, int(nacked)],
             f"dead-letter on {self.name!r}",
         )
         if not ok:
