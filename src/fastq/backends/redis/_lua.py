@@ -66,8 +66,11 @@ end
 
 # KEYS s0 s1 s2 s3 delayed meta
 # ARGV maxsize(0: none) delay_ms classes(one digit per message) envelopes(each u32le length +
-#      bytes) dedup_ttl_ms(0: none) dedup_prefix, then per message (key or '', id) when ttl > 0
-# -> per message: 1 (stored) or the first message's id (a duplicate); shorter when full
+#      bytes) mark retried(0|1) dedup_ttl_ms(0: none) dedup_prefix, then per message (key or
+#      '', id) when ttl > 0
+# -> per message: 1 (stored) or the first message's id (a duplicate); shorter when full.
+# `mark` (a key named after the batch's first message) remembers for 5 minutes how many were
+# stored: a call retried after a lost reply returns that instead of storing them again.
 PUT = (
     _NOW
     + """
@@ -75,8 +78,17 @@ local maxsize = tonumber(ARGV[1])
 local delay = tonumber(ARGV[2])
 local classes = ARGV[3]
 local blob = ARGV[4]
-local ttl = tonumber(ARGV[5] or '0')
-local dp = ARGV[6] or ''
+local mark = ARGV[5]
+local ttl = tonumber(ARGV[7] or '0')
+local dp = ARGV[8] or ''
+if ARGV[6] == '1' then
+  local prev = redis.call('GET', mark)
+  if prev then
+    local out = {}
+    for i = 1, tonumber(prev) do out[i] = 1 end
+    return out
+  end
+end
 local held = tonumber(redis.call('HGET', KEYS[6], 'held') or '0')
 local out = {}
 local stored, dups = 0, 0
@@ -88,14 +100,14 @@ for i = 1, #classes do
   pos = pos + 4 + len
   local cls = string.byte(classes, i) - 48
   local first = false
-  local dk = ttl > 0 and ARGV[5 + 2 * i] or ''
+  local dk = ttl > 0 and ARGV[7 + 2 * i] or ''
   if dk ~= '' then first = redis.call('GET', dp .. dk) end
   if first then
     out[i] = first
     dups = dups + 1
   else
     if maxsize > 0 and held >= maxsize then break end
-    if dk ~= '' then redis.call('SET', dp .. dk, ARGV[6 + 2 * i], 'PX', ttl) end
+    if dk ~= '' then redis.call('SET', dp .. dk, ARGV[8 + 2 * i], 'PX', ttl) end
     if delay > 0 then
       redis.call('ZADD', KEYS[5], now + delay, cls .. '|0|' .. now .. '|' .. data)
     else
@@ -115,6 +127,7 @@ if stored > 0 then
   end
 end
 if dups > 0 then redis.call('HINCRBY', KEYS[6], 'dedup', dups) end
+redis.call('SET', mark, stored, 'PX', 300000)
 return out
 """
 )
@@ -242,27 +255,34 @@ return res
 )
 
 # KEYS s0 s1 s2 s3 meta
-# ARGV group consumer limit(at least the consumer's pending entries), then per class: lowest
-#      id, highest id, "id count id count ..." ('' if none) -> the stale "id"s
+# ARGV group consumer limit(at least the consumer's pending entries) retried(0|1), then per
+#      class: lowest id, highest id, "id count id count ..." ('' if none) -> the stale "id"s.
+#      A retried call (its first reply was lost) counts an entry pending for nobody as acked:
+#      the first call acked it (or another consumer did, after the lease ran out).
 ACK = (
     _MINE
     + """
 local g, c = ARGV[1], ARGV[2]
 local limit = tonumber(ARGV[3])
+local retried = ARGV[4] == '1'
 local stale, acked = {}, 0
 for k = 1, 4 do
-  local items = ARGV[4 + (k - 1) * 3 + 2]
+  local items = ARGV[5 + (k - 1) * 3 + 2]
   if items ~= '' then
     local ids, cnts = {}, {}
     for id, cnt in string.gmatch(items, '(%S+) (%S+)') do
       ids[#ids + 1] = id
       cnts[#cnts + 1] = cnt
     end
-    local lo, hi = ARGV[4 + (k - 1) * 3], ARGV[5 + (k - 1) * 3]
+    local lo, hi = ARGV[5 + (k - 1) * 3], ARGV[6 + (k - 1) * 3]
     local ok = mine(KEYS[k], g, c, lo, hi, ids, cnts, limit)
     local good = {}
     for j = 1, #ids do
-      if ok[j] then good[#good + 1] = ids[j] else stale[#stale + 1] = ids[j] end
+      if ok[j] then
+        good[#good + 1] = ids[j]
+      elseif not (retried and #redis.call('XPENDING', KEYS[k], g, ids[j], ids[j], 1) == 0) then
+        stale[#stale + 1] = ids[j]
+      end
     end
     for j = 1, #good, 1000 do
       redis.call('XACK', KEYS[k], g, unpack(good, j, math.min(j + 999, #good)))

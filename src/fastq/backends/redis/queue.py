@@ -121,6 +121,7 @@ class RedisQueueEngine:
         self.meta = key("q", name, "meta")
         self.dlq = key("q", name) + ".dlq"
         self._dedup_prefix = key("q", name, "dedup") + ":"
+        self._mark_prefix = key("q", name, "put") + ":"
         self._k_all = [*self.streams, self.delayed, self.meta]
         c = backend.client
         self._client = c
@@ -164,17 +165,29 @@ class RedisQueueEngine:
 
         self.backend.call(make, f"open queue {self.name!r}")
 
-    def _run(self, script: Any, keys: list[str], args: list[Any], what: str) -> Any:
+    def _run(
+        self, script: Any, keys: list[str], args: list[Any], what: str, retried_at: int = -1
+    ) -> Any:
         """Run a script; a missing consumer group (the server lost its data, or the keys were
-        deleted) is made again once."""
+        deleted) is made again once. ``retried_at``: the argument that says 1 when the call is
+        a retry after a lost connection (the first call may have been applied)."""
         errors = self.backend._errors
+        tries = 0
+
+        def once() -> Any:
+            nonlocal tries
+            tries += 1
+            if retried_at >= 0:
+                args[retried_at] = 1 if tries > 1 else 0
+            return script(keys=keys, args=args)
+
         try:
-            return self.backend.call(lambda: script(keys=keys, args=args), what)
+            return self.backend.call(once, what)
         except errors.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
         self._make_groups()
-        return self.backend.call(lambda: script(keys=keys, args=args), what)
+        return self.backend.call(once, what)
 
     def _set_latency(self, hist: Histogram | None) -> None:
         self._latency = hist
@@ -190,7 +203,8 @@ class RedisQueueEngine:
             blob += data
         classes = "".join([_CLASS_DIGIT.get(m.priority, "2") for m in messages])
         delay_ms = 0 if not delay else max(1, round(delay * 1000))
-        args: list[Any] = [self._maxsize, delay_ms, classes, bytes(blob)]
+        mark = self._mark_prefix + messages[0].id
+        args: list[Any] = [self._maxsize, delay_ms, classes, bytes(blob), mark, 0]
         if self._dedup_ms:
             args += (self._dedup_ms, self._dedup_prefix)
             for m in messages:
@@ -208,7 +222,11 @@ class RedisQueueEngine:
             return []
         return list(
             self._run(
-                self._put, self._k_all, self._args(messages, delay), f"put into {self.name!r}"
+                self._put,
+                self._k_all,
+                self._args(messages, delay),
+                f"put into {self.name!r}",
+                retried_at=5,
             )
         )
 
@@ -356,7 +374,7 @@ class RedisQueueEngine:
                 per[h.cls].append(h)
             # XPENDING's count: every entry this consumer has pending (this queue object's
             # deliveries) could lie between the lowest and highest id acked
-            args: list[Any] = [GROUP, self.consumer, len(self._held) + len(helds) + 16]
+            args: list[Any] = [GROUP, self.consumer, len(self._held) + len(helds) + 16, 0]
             for hs in per:
                 if not hs:
                     args += (b"-", b"-", b"")
@@ -364,7 +382,9 @@ class RedisQueueEngine:
                 ids = [h.id for h in hs]
                 lo, hi = min(ids, key=_idkey), max(ids, key=_idkey)
                 args += (lo, hi, b" ".join([b"%s %d" % (h.id, h.count) for h in hs]))
-            bad = self._run(self._ack, [*self.streams, self.meta], args, f"ack on {self.name!r}")
+            bad = self._run(
+                self._ack, [*self.streams, self.meta], args, f"ack on {self.name!r}", retried_at=3
+            )
             stale += len(bad)
             if bad and first is None:
                 first = f"(entry {bad[0].decode()})"
