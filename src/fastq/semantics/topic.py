@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,14 +28,26 @@ from .._core import partition as _partition
 from .._meter import RateMeter
 from .._registry import track
 from ..backends.partition import LogPartition, MemoryPartition, PartitionEngine
+from ..backends.redis import RedisStreams, as_backend
+from ..backends.redis.topic import RedisTopicEngine
 from ..codecs import Codec
-from ..errors import Closed, OffsetOutOfRange
+from ..errors import BackendError, Closed, OffsetOutOfRange, Unsupported
 from ..stats import ConsumerGroupStatistics, TopicStatistics
 from .queue import message_from
 
 __all__ = ("Consumer", "Topic")
 
 _Callback = Callable[[list[int]], object]
+
+log = logging.getLogger("fastq.topic")
+
+_REMOTE_HINTS = {
+    "path=": "durability is the server's (appendonly yes, appendfsync always)",
+    "sync=": "durability is the server's (appendonly yes, appendfsync always)",
+    "segment_bytes=": "the server keeps the partitions as streams, not log segments",
+    "retention_bytes=": "streams are trimmed by age: use retention_seconds=",
+}
+_DEFAULT_SEGMENT_BYTES = 64 << 20
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -49,7 +63,14 @@ class Topic:
     ``fastq.partition(key, partitions)`` (keyless messages go round-robin), so records of one
     key keep their order. ``path``: a directory for durable partitions (one
     :class:`~fastq.SegmentLog` each, with ``sync``, ``retention_bytes`` per partition and
-    ``retention_seconds``); in memory otherwise. Thread-safe."""
+    ``retention_seconds``); in memory otherwise. Thread-safe.
+
+    ``backend``: a :class:`fastq.backends.RedisStreams` or a ``redis://`` URL keeps the
+    partitions, committed offsets and group membership on a Redis server (one stream per
+    partition), shared by every process and machine that opens a topic of this name there:
+    the members of a consumer group in all of them share the partitions, one owner at a time
+    (docs/redis.md). ``path``, ``sync``, ``segment_bytes`` and ``retention_bytes`` do not
+    apply there (:class:`fastq.Unsupported`)."""
 
     def __init__(
         self,
@@ -60,13 +81,24 @@ class Topic:
         retention_bytes: int | None = None,
         retention_seconds: float | None = None,
         sync: str = "none",
-        segment_bytes: int = 64 << 20,
+        segment_bytes: int = _DEFAULT_SEGMENT_BYTES,
         codec: Codec | None = None,
+        backend: RedisStreams | str | None = None,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         if not name or "/" in name or "\\" in name or name in (".", ".."):
             raise ValueError(f"name must be a non-empty file-name-safe str, got {name!r}")
+        remote = as_backend(backend)
+        if remote is not None:
+            for arg, given in (
+                ("path=", path is not None),
+                ("sync=", sync != "none"),
+                ("segment_bytes=", segment_bytes != _DEFAULT_SEGMENT_BYTES),
+                ("retention_bytes=", retention_bytes is not None),
+            ):
+                if given:
+                    raise Unsupported(arg, remote.name, _REMOTE_HINTS[arg])
         self.name = name
         self.partitions = _positive_int(partitions, "partitions")
         if retention_bytes is not None:
@@ -85,8 +117,20 @@ class Topic:
         if codec is not None and not isinstance(codec, Codec):
             raise TypeError(f"codec must be a fastq.codecs.Codec, got {type(codec).__name__}")
         self.path = None if path is None else os.path.join(os.fspath(path), name)
+        #: the Redis server the topic lives on (None: in this process)
+        self.backend = remote
+        self._remote: RedisTopicEngine | None = None
         self._parts: list[PartitionEngine] = []
-        for p in range(self.partitions):
+        if remote is not None:
+            self._remote = RedisTopicEngine(
+                remote,
+                name,
+                self.partitions,
+                retention_seconds=retention_seconds,
+                codec=codec,
+            )
+            self._parts.extend(self._remote.parts)
+        for p in range(self.partitions if remote is None else 0):
             if self.path is None:
                 self._parts.append(
                     MemoryPartition(
@@ -105,7 +149,7 @@ class Topic:
                     )
                 )
         self._rr = itertools.count()
-        self._memory = self.path is None
+        self._memory = self.path is None and remote is None
         self._groups: dict[str, _Group] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -148,6 +192,12 @@ class Topic:
         n = len(msgs)
         if not n:
             return []
+        if self._remote is not None:
+            # keyless messages take round-robin turns exactly as publish() does; the batch
+            # is one server script (each partition's messages appended contiguously)
+            rr, parts = self._rr, self.partitions
+            ps = [next(rr) % parts if k is None else _partition(k, parts) for k in keys]
+            return self._remote.publish(ps, msgs)
         out: list[tuple[int, int]] = [(0, 0)] * n
         if any(k is None for k in keys):
             # keyless messages take round-robin turns exactly as publish() does
@@ -184,21 +234,30 @@ class Topic:
             g = self._groups.get(group)
             if g is None:
                 g = self._groups[group] = _Group(self, group)
-        return Consumer(g, start, auto_commit, on_assign, on_revoke, reset, auto_commit_interval)
+        cls = Consumer if self._remote is None else _RemoteConsumer
+        return cls(g, start, auto_commit, on_assign, on_revoke, reset, auto_commit_interval)
 
     def end_offsets(self) -> dict[int, int]:
+        if self._remote is not None:
+            return dict(enumerate(self._remote.bounds()[1]))
         return {p: part.end_offset for p, part in enumerate(self._parts)}
 
     def start_offsets(self) -> dict[int, int]:
+        if self._remote is not None:
+            return dict(enumerate(self._remote.bounds()[0]))
         return {p: part.start_offset for p, part in enumerate(self._parts)}
 
     def committed(self, group: str) -> dict[int, int | None]:
         """The group's committed offset per partition (None where it committed nothing)."""
+        if self._remote is not None:
+            return dict(enumerate(self._remote.committed(group)))
         return {p: part.committed(group) for p, part in enumerate(self._parts)}
 
     def lag(self, group: str) -> dict[int, int]:
         """Records per partition the group has not committed past (from the partition start
-        where it committed nothing)."""
+        where it committed nothing). On Redis: the lag ``XINFO GROUPS`` reports."""
+        if self._remote is not None:
+            return {p: row[3] for p, row in enumerate(self._remote.group_info(group)[1])}
         out = {}
         for p, part in enumerate(self._parts):
             c = part.committed(group)
@@ -208,14 +267,19 @@ class Topic:
     def statistics(self) -> TopicStatistics:
         """Offsets, records held, publish rate and every known group's lag (no I/O beyond
         reading one record header per lagging partition)."""
-        starts = self.start_offsets()
-        ends = self.end_offsets()
         with self._lock:
             names = set(self._groups)
-        for part in self._parts:  # a closed durable topic raises Closed (no statistics)
-            groups = getattr(part, "groups", None)
-            if groups is not None:
-                names.update(groups())
+        if self._remote is not None:
+            start_list, end_list, remote_names = self._remote.bounds()
+            starts, ends = dict(enumerate(start_list)), dict(enumerate(end_list))
+            names.update(remote_names)
+        else:
+            starts = self.start_offsets()
+            ends = self.end_offsets()
+            for part in self._parts:  # a closed durable topic raises Closed (no statistics)
+                groups = getattr(part, "groups", None)
+                if groups is not None:
+                    names.update(groups())
         return TopicStatistics(
             name=self.name,
             partitions=self.partitions,
@@ -238,7 +302,15 @@ class Topic:
         committed: dict[int, int | None] = {}
         lag: dict[int, int] = {}
         oldest: int | None = None
-        for p, part in enumerate(self._parts):
+        if self._remote is not None:
+            # members: the live members on the server, in every process
+            members, rows = self._remote.group_info(group, heads=True)
+            for p, (_, _, c, n, head) in enumerate(rows):
+                committed[p] = c
+                lag[p] = n
+                if n > 0 and head is not None and (oldest is None or head < oldest):
+                    oldest = head
+        for p, part in enumerate(self._parts if self._remote is None else ()):
             c = part.committed(group)
             committed[p] = c
             start = part.start_offset
@@ -265,7 +337,8 @@ class Topic:
                 flush()
 
     def close(self) -> None:
-        """Close the topic: members leave (committing), durable partitions close."""
+        """Close the topic: members leave (committing), durable partitions close. On a Redis
+        server the records and committed offsets stay (:meth:`delete` drops them)."""
         with self._lock:
             groups = list(self._groups.values())
         for g in groups:
@@ -274,6 +347,15 @@ class Topic:
         self._closed = True
         for part in self._parts:
             part.close()
+
+    def delete(self) -> None:
+        """Close the topic and drop its records and committed offsets: every key of the topic
+        on its Redis server, or a durable topic's directory."""
+        self.close()
+        if self._remote is not None:
+            self._remote.delete()
+        elif self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     @property
     def closed(self) -> bool:
@@ -618,3 +700,297 @@ class Consumer:
 
     def __repr__(self) -> str:
         return f"Consumer(group={self.group!r}, assignment={self.assignment()})"
+
+
+_WAIT_SLICE = 0.1  # the longest a waiting poll blocks on the server before it looks again
+
+
+class _RemoteConsumer(Consumer):
+    """A member of a consumer group of a topic on a Redis server. Membership, partition
+    ownership and committed offsets live on the server, so the members of one group in every
+    process and machine share the partitions, one owner at a time (docs/redis.md):
+
+    - a member registers in the group's member set and heartbeats at most every
+      ``session_timeout / 3`` seconds while it polls (also while a poll waits); one that
+      stays silent for ``session_timeout`` leaves the group, and its partitions go to the
+      others, which resume from the committed offsets (at-least-once);
+    - each member range-assigns the partitions over the live members sorted by join order
+      (as in process) and owns a partition through its lock (``SET NX PX``); it reads only
+      partitions whose lock it holds; it gives a partition up at a poll boundary: commit,
+      delete the lock, ``on_revoke``; the next owner takes it at its next poll
+      (``on_assign``);
+    - a partition whose lock ran out (the member was silent too long) is lost: its
+      uncommitted records are not committed by this member, ``on_revoke`` reports it.
+
+    A poll is one server round trip in the steady state (the group generation check, the
+    auto commit, the lock checks and the reads in one script)."""
+
+    def __init__(
+        self,
+        group: _Group,
+        start: str | int | _dt.datetime,
+        auto_commit: bool,
+        on_assign: _Callback | None,
+        on_revoke: _Callback | None,
+        reset: str,
+        auto_commit_interval: float = 0.0,
+    ) -> None:
+        engine = group.topic._remote
+        assert engine is not None
+        self._engine = engine
+        self._member = engine.member(group.name)
+        self._gen: bytes = b""
+        self._stale = True  # sync (heartbeat + rebalance) before the next read
+        self._next_sync = 0.0
+        self._sync_every = engine.backend.session_timeout / 3
+        self._pending: dict[int, int] = {}  # auto commits the next script carries
+        super().__init__(
+            group, start, auto_commit, on_assign, on_revoke, reset, auto_commit_interval
+        )
+        try:
+            self._member.join()
+        except BaseException:
+            self._closed = True
+            group.leave(self)
+            raise
+
+    @property
+    def member_id(self) -> str:
+        """This member's id in the group on the server (join number first)."""
+        return self._member.id
+
+    # ---- polling -------------------------------------------------------------------------
+
+    def poll(self, max_records: int = 500, timeout: float | None = None) -> list[ConsumerRecord]:
+        _positive_int(max_records, "max_records")
+        if self._closed:
+            raise Closed("consumer is closed")
+        if self.auto_commit:
+            now = time.monotonic()
+            if (
+                not self.auto_commit_interval
+                or now - self._last_auto_commit >= self.auto_commit_interval
+            ):
+                self._last_auto_commit = now
+                self._pending.update(self._returned)  # committed by the next script
+        self._rebalance()
+        out = self._fetch(max_records)
+        if out or not timeout:
+            return out
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while not out:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if self._positions:
+                self._wait(min(remaining, _WAIT_SLICE))
+            else:  # nothing owned yet: look again soon (a partition may be released)
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, 0.05)
+            self._rebalance()
+            out = self._fetch(max_records)
+        return out
+
+    def _wait(self, seconds: float) -> None:
+        """Block on the server until a record arrives in an owned partition (or ``seconds``,
+        cut short to keep the heartbeat on time)."""
+        seconds = min(seconds, max(0.001, self._next_sync - time.monotonic()))
+        streams = {self._engine.streams[p]: f"0-{pos}" for p, pos in self._positions.items()}
+        ms = max(1, int(seconds * 1000))
+        client = self._engine.backend.client
+        self._engine.backend.call(
+            lambda: client.xread(streams, count=1, block=ms), f"wait on {self._topic.name!r}"
+        )
+
+    def _rebalance(self) -> None:
+        if self._stale or time.monotonic() >= self._next_sync:
+            self._sync()
+
+    def _sync(self) -> None:
+        """Heartbeat and rebalance in one script: commit and release the partitions that go
+        to others, refresh the locks of those kept, claim the free ones of the target."""
+        owned: dict[int, tuple[int, int]] = {}
+        for p in self._positions:
+            release = self._returned.get(p, -1) if self.auto_commit else -1
+            owned[p] = (self._pending.get(p, -1), release)
+        started = time.monotonic()
+        gen, released, lost, claimed, _ = self._member.sync(owned)
+        self._pending.clear()
+        self._gen = gen
+        self._stale = False
+        self._next_sync = started + self._sync_every
+        revoked = sorted(released + lost)
+        if lost:
+            log.warning(
+                "topic %r group %r: partitions %s were taken over (this member was silent "
+                "for longer than the session timeout); their uncommitted records go to "
+                "the new owner",
+                self._topic.name,
+                self._group.name,
+                sorted(lost),
+            )
+        for p in revoked:
+            self._positions.pop(p, None)
+            self._returned.pop(p, None)
+        assigned: list[int] = []
+        for p, (c, s, e) in sorted(claimed.items()):
+            self._positions[p] = self._initial_from(p, c, s, e)
+            assigned.append(p)
+        if revoked and self._on_revoke is not None:
+            self._on_revoke(revoked)
+        if assigned and self._on_assign is not None:
+            self._on_assign(assigned)
+
+    def _initial_from(self, p: int, c: int | None, start: int, end: int) -> int:
+        if c is not None:
+            return max(min(c, end), 0)  # clamp an offset beyond a truncated end
+        s = self._start
+        if s in ("committed", "earliest"):
+            return start
+        if s == "latest":
+            return end
+        if isinstance(s, _dt.datetime):
+            return int(self._engine.offset_for_time(p, int(s.timestamp() * 1e9)))
+        assert isinstance(s, int)
+        return min(max(s, start), end)
+
+    def _initial_position(self, p: int) -> int:
+        start, end = self._engine.bounds_of(p)
+        return self._initial_from(p, self._engine.committed(self._group.name)[p], start, end)
+
+    def _fetch(self, max_records: int) -> list[ConsumerRecord]:
+        out: list[ConsumerRecord] = []
+        for _ in range(4):  # the group changed: settle it and read again
+            owned = sorted(self._positions)
+            if owned:
+                first = self._next_part % len(owned)
+                self._next_part += 1
+                owned = owned[first:] + owned[:first]
+            parts = [(p, self._positions[p], self._pending.get(p, -1)) for p in owned]
+            _, changed, lost, rows = self._member.fetch(
+                self._gen, parts, self._reset[0], max_records
+            )
+            self._pending.clear()
+            if lost:
+                self._stale = True  # the next sync reports them (on_revoke) and re-claims
+            if changed:
+                self._stale = True
+                self._sync()
+                continue
+            for (p, pos, _), row in zip(parts, rows, strict=True):
+                if row is None or p in lost:
+                    continue
+                at, start = int(row[0]), int(row[1])
+                if at < start:  # reset="raise": the position was deleted by retention
+                    raise OffsetOutOfRange(
+                        f"partition {p}: offset {at} was deleted by retention (the oldest "
+                        f"retained is {start}); seek() to a retained offset, or use "
+                        "reset='earliest'"
+                    )
+                data = row[2]
+                if data:
+                    decode = self._engine.decode
+                    out.extend(consumer_records(p, at, [decode(d) for d in data]))
+                    at += len(data)
+                    self._returned[p] = at
+                if at != pos:
+                    self._positions[p] = at
+            return out
+        return out
+
+    # ---- positions -----------------------------------------------------------------------
+
+    def _commit_partition(self, p: int) -> None:
+        pos = self._returned.get(p)
+        if pos is not None:
+            self._commit_offsets({p: pos})
+
+    def _commit_offsets(self, offsets: dict[int, int]) -> None:
+        for p in offsets:
+            self._pending.pop(p, None)
+        fenced = self._member.commit(offsets)
+        if fenced:
+            # the partitions were taken over: the next poll reports them (on_revoke)
+            self._stale = True
+            log.warning(
+                "topic %r group %r: commit on partitions %s refused, this member no longer "
+                "owns them (silent for longer than the session timeout)",
+                self._topic.name,
+                self._group.name,
+                fenced,
+            )
+
+    def commit(self, offsets: dict[int, int] | None = None) -> None:
+        if offsets is None:
+            self._commit_offsets(
+                {p: off for p, off in self._returned.items() if p in self._positions}
+            )
+            return
+        if not isinstance(offsets, dict):
+            raise TypeError(f"offsets must be a dict of partition -> offset, got {offsets!r}")
+        for p, off in offsets.items():
+            if p not in self._positions:
+                raise ValueError(
+                    f"partition {p!r} is not assigned to this member (assigned: "
+                    f"{self.assignment()})"
+                )
+            if isinstance(off, bool) or not isinstance(off, int) or off < 0:
+                raise ValueError(f"offsets[{p}] must be an offset >= 0, got {off!r}")
+        self._commit_offsets(dict(offsets))
+
+    def seek(self, partition: int, offset: int) -> None:
+        if isinstance(partition, bool) or not isinstance(partition, int):
+            raise TypeError(f"partition must be an int, got {type(partition).__name__}")
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int, got {type(offset).__name__}")
+        self._rebalance()
+        if partition not in self._positions:
+            raise ValueError(
+                f"partition {partition} is not assigned to this member (assigned: "
+                f"{self.assignment()})"
+            )
+        start, end = self._engine.bounds_of(partition)
+        if not start <= offset <= end:
+            raise OffsetOutOfRange(
+                f"offset {offset} is outside partition {partition}'s {start}..{end}"
+            )
+        if self.auto_commit:
+            self._commit_partition(partition)  # what the last poll returned was processed
+        self._positions[partition] = offset
+        self._returned.pop(partition, None)
+        self._pending.pop(partition, None)
+
+    def lag(self) -> dict[int, int]:
+        ends = self._engine.bounds()[1]
+        return {p: max(0, ends[p] - pos) for p, pos in self._positions.items()}
+
+    def close(self) -> None:
+        """Commit (if auto_commit), release the partitions and leave the group on the server:
+        the partitions go to the other members at their next poll."""
+        if self._closed:
+            return
+        commit = self.auto_commit and not self._topic.closed
+        commits = {p: self._returned.get(p, -1) if commit else -1 for p in self._positions}
+        self._closed = True
+        revoked = sorted(self._positions)
+        self._positions.clear()
+        self._returned.clear()
+        self._pending.clear()
+        try:
+            self._member.leave(commits)
+        except BackendError as exc:
+            log.warning(
+                "topic %r group %r: could not leave the group on the server (%s); the "
+                "server lets this member's partitions go after the session timeout",
+                self._topic.name,
+                self._group.name,
+                exc,
+            )
+        finally:
+            self._group.leave(self)
+        if revoked and self._on_revoke is not None:
+            self._on_revoke(revoked)
+
+    def __repr__(self) -> str:
+        return f"Consumer(group={self.group!r}, assignment={self.assignment()}, redis)"
