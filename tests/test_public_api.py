@@ -17,6 +17,8 @@ import fastq
 
 EXPECTED_ALL = (
     "AdaptiveConcurrency",
+    "BackendError",
+    "BackendUnavailable",
     "CircuitBreaker",
     "CircuitBreakerStatistics",
     "Closed",
@@ -66,6 +68,7 @@ EXPECTED_ALL = (
     "Sequencer",
     "TokenBucket",
     "Topic",
+    "Unsupported",
     "__version__",
     "arun_until_signal",
     "group_by_partition",
@@ -131,6 +134,8 @@ def test_exported_exceptions_derive_from_fastq_error() -> None:
     errors = [e for e in exported if isinstance(e, type) and issubclass(e, BaseException)]
     assert {e.__name__ for e in errors} == {
         "Closed",
+        "BackendError",
+        "BackendUnavailable",
         "CodecError",
         "CorruptLogError",
         "Empty",
@@ -142,6 +147,7 @@ def test_exported_exceptions_derive_from_fastq_error() -> None:
         "OffsetOutOfRange",
         "Overloaded",
         "Permanent",
+        "Unsupported",
     }
     for exc in errors:
         assert issubclass(exc, fastq.FastqError), exc

@@ -223,7 +223,10 @@ class ConsumerPool:
             elif not isinstance(group, str) or not group:
                 raise TypeError(f"group must be a non-empty str, got {group!r}")
             if dead_letter is None:
-                dead_letter = DeadLetterQueue(f"{source.name}.{group}.dlq")
+                # a topic on a server keeps its pool's dead letters there too
+                dead_letter = DeadLetterQueue(
+                    f"{source.name}.{group}.dlq", backend=getattr(source, "backend", None)
+                )
             elif not isinstance(dead_letter, DeadLetterQueue):
                 raise TypeError(
                     f"dead_letter must be a fastq.DeadLetterQueue, got {type(dead_letter).__name__}"
@@ -1286,6 +1289,7 @@ class ConsumerPool:
         topic = self.source
         assert isinstance(topic, Topic)
         assert self.group is not None
+        remote = topic.backend is not None
         consumer: Consumer | None = None
         try:
             while True:
@@ -1301,10 +1305,15 @@ class ConsumerPool:
                     await self._asleep(min(self.circuit_breaker.retry_after(), _POLL))  # type: ignore[union-attr]
                     continue
                 rs = time.time_ns() if _tracing._active is not None else 0
-                records = consumer.poll(max_records=n, timeout=0)
-                if not records:
-                    await self._asleep(_ASYNC_POLL)
-                    continue
+                if remote:  # a round trip (and a wait on the server): off the event loop
+                    records = await asyncio.to_thread(consumer.poll, n, _POLL)
+                    if not records:
+                        continue
+                else:
+                    records = consumer.poll(max_records=n, timeout=0)
+                    if not records:
+                        await self._asleep(_ASYNC_POLL)
+                        continue
                 if rs:
                     self._received(rs, len(records))
                 t = [0] * 9

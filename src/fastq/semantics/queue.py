@@ -194,6 +194,8 @@ class Queue:
         self._remote: Any = None
         self._waiters: concurrent.futures.ThreadPoolExecutor | None = None
         self.backend = remote
+        #: a backend made here from a URL is this queue's to close
+        self._own_backend = remote is not None and not isinstance(backend, RedisStreams)
         if remote is not None:
             if self._own_dlq:
                 self.dead_letter = DeadLetterQueue(f"{name}.dlq", backend=remote, codec=codec)
@@ -721,6 +723,8 @@ class Queue:
         self._remote = None
         if self._waiters is not None:
             self._waiters.shutdown(wait=False)
+        if self._own_backend and self.backend is not None:
+            self.backend.close()  # redis-py reconnects should the dead-letter queue be used
 
     def delete(self) -> None:
         """Close the queue and drop everything it holds (a durable queue: its directory and

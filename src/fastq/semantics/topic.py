@@ -90,6 +90,8 @@ class Topic:
         if not name or "/" in name or "\\" in name or name in (".", ".."):
             raise ValueError(f"name must be a non-empty file-name-safe str, got {name!r}")
         remote = as_backend(backend)
+        #: a backend made here from a URL is this topic's to close
+        self._own_backend = remote is not None and not isinstance(backend, RedisStreams)
         if remote is not None:
             for arg, given in (
                 ("path=", path is not None),
@@ -347,6 +349,11 @@ class Topic:
         self._closed = True
         for part in self._parts:
             part.close()
+        self._close_backend()
+
+    def _close_backend(self) -> None:
+        if self._own_backend and self.backend is not None:
+            self.backend.close()
 
     def delete(self) -> None:
         """Close the topic and drop its records and committed offsets: every key of the topic
@@ -356,6 +363,7 @@ class Topic:
             self._remote.delete()
         elif self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
+        self._close_backend()
 
     @property
     def closed(self) -> bool:
