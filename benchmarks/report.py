@@ -86,6 +86,16 @@ SCENARIOS: dict[str, Scenario] = {
     "hist-record": Scenario("latency histogram: one record call per value"),
     "hist-record-many": Scenario("latency histogram: all values in one call"),
     "hist-summary": Scenario("latency histogram: record 100k values, then p50/p90/p99/p99.9/max"),
+    "redis-queue": Scenario(
+        "fastq.Queue on Redis Streams, put_many(100) / get_many(100) / ack_many per round, vs"
+        " hand-written redis-py XADD / XREADGROUP / XACK loops (batched and per message)",
+        {"redis-py batch": 0.8, "redis-py per message": 5.0},
+    ),
+    "redis-e2e": Scenario(
+        "no-op tasks end to end on one Redis server (enqueue, process, ack): a fastq"
+        " ConsumerPool vs dramatiq's Redis broker and RQ",
+        {"dramatiq": 3.0, "rq": 3.0},
+    ),
 }
 
 

@@ -12,6 +12,7 @@
     python benchmarks/run.py -k workqueue         # the work-queue (fastq.Queue) benchmarks only
     python benchmarks/run.py -k topic             # the topic (fastq.Topic) benchmarks only
     python benchmarks/run.py -k pipeline          # the pipeline (issue 6) benchmarks only
+    python benchmarks/run.py -k redis             # fastq on Redis Streams vs redis-py, dramatiq, RQ
 
 It runs pytest-benchmark on benchmarks/ in a child process (this interpreter, no shell),
 writes benchmarks/results/latest.json (with --repeat, also latest.run2.json, ...), then
