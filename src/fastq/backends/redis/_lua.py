@@ -256,27 +256,32 @@ return res
 
 # KEYS s0 s1 s2 s3 meta
 # ARGV group consumer limit(at least the consumer's pending entries) retried(0|1), then per
-#      class: lowest id, highest id, "id count id count ..." ('' if none) -> the stale "id"s.
-#      A retried call (its first reply was lost) counts an entry pending for nobody as acked:
-#      the first call acked it (or another consumer did, after the lease ran out).
+#      class: lowest id, highest id, "id count id count ..." to check ('' if none), "id id
+#      ..." acked without a check ('' if none)
+# -> {the stale "id"s among the checked, how many unchecked ones were not pending}
+# An entry is checked (still pending for this consumer with the same delivery count) unless
+# the client knows its lease cannot have run out yet: then no other consumer can have claimed
+# it (XAUTOCLAIM takes only entries idle for visibility_timeout), and XACK alone is exact.
+# A retried call (its first reply was lost) counts an entry pending for nobody as acked: the
+# first call acked it (or another consumer did, after the lease ran out).
 ACK = (
     _MINE
     + """
 local g, c = ARGV[1], ARGV[2]
 local limit = tonumber(ARGV[3])
 local retried = ARGV[4] == '1'
-local stale, acked = {}, 0
+local stale, acked, lost = {}, 0, 0
 for k = 1, 4 do
-  local items = ARGV[5 + (k - 1) * 3 + 2]
+  local b = 5 + (k - 1) * 4
+  local items, fresh = ARGV[b + 2], ARGV[b + 3]
+  local good = {}
   if items ~= '' then
     local ids, cnts = {}, {}
     for id, cnt in string.gmatch(items, '(%S+) (%S+)') do
       ids[#ids + 1] = id
       cnts[#cnts + 1] = cnt
     end
-    local lo, hi = ARGV[5 + (k - 1) * 3], ARGV[6 + (k - 1) * 3]
-    local ok = mine(KEYS[k], g, c, lo, hi, ids, cnts, limit)
-    local good = {}
+    local ok = mine(KEYS[k], g, c, ARGV[b], ARGV[b + 1], ids, cnts, limit)
     for j = 1, #ids do
       if ok[j] then
         good[#good + 1] = ids[j]
@@ -284,17 +289,26 @@ for k = 1, 4 do
         stale[#stale + 1] = ids[j]
       end
     end
-    for j = 1, #good, 1000 do
-      redis.call('XACK', KEYS[k], g, unpack(good, j, math.min(j + 999, #good)))
-    end
-    acked = acked + #good
   end
+  local sure = 0
+  if fresh ~= '' then
+    for id in string.gmatch(fresh, '%S+') do
+      good[#good + 1] = id
+      sure = sure + 1
+    end
+  end
+  local n = 0
+  for j = 1, #good, 1000 do
+    n = n + redis.call('XACK', KEYS[k], g, unpack(good, j, math.min(j + 999, #good)))
+  end
+  if n < #good and not retried then lost = lost + (#good - n) end
+  acked = acked + n
 end
 if acked > 0 then
   redis.call('HINCRBY', KEYS[5], 'acked', acked)
   redis.call('HINCRBY', KEYS[5], 'held', -acked)
 end
-return stale
+return {stale, lost}
 """
 )
 

@@ -60,7 +60,7 @@ def _idkey(entry_id: bytes) -> tuple[int, int]:
 class _Held:
     """One hand-out this process holds: enough to settle it on the server."""
 
-    __slots__ = ("attempt", "cls", "count", "first", "id", "message", "put_ms")
+    __slots__ = ("attempt", "cls", "count", "first", "fresh_until", "id", "message", "put_ms")
 
     def __init__(
         self,
@@ -71,6 +71,7 @@ class _Held:
         message: Message,
         put_ms: int,
         first: float,
+        fresh_until: float,
     ) -> None:
         self.cls = cls
         self.id = id
@@ -79,6 +80,9 @@ class _Held:
         self.message = message
         self.put_ms = put_ms
         self.first = first
+        #: before this (monotonic) the lease cannot have run out on the server: the poll (or
+        #: extend) that started it was sent later than the server started it
+        self.fresh_until = fresh_until
 
 
 class RedisQueueEngine:
@@ -108,6 +112,9 @@ class RedisQueueEngine:
         self._maxsize = 0 if maxsize is None else int(maxsize)
         self._vt = float(visibility_timeout)
         self._vt_ms = max(1, round(self._vt * 1000))
+        # how much sooner than the server this process counts a lease as possibly run out
+        # (clock rates, the server's ms resolution)
+        self._margin = 0.05 * self._vt + 0.01
         self._max_deliveries = int(max_deliveries)
         self._aging_ms = 0 if priority_aging is None else max(1, int(priority_aging * 1000))
         self._dedup_ms = 0 if dedup_window is None else max(1, int(dedup_window * 1000))
@@ -265,6 +272,7 @@ class RedisQueueEngine:
         return []
 
     def _poll_once(self, max_messages: int) -> tuple[list[Delivery], int]:
+        safe_until = time.monotonic() + self._vt - self._margin
         res = self._run(
             self._poll,
             self._k_all,
@@ -300,12 +308,12 @@ class RedisQueueEngine:
             for eid, f in fresh[i + 1]:
                 if len(f) == 2:  # put once: m only; put time = the id's (0: read it there)
                     msg = decode(f[1], codecs=codecs, source=source)
-                    h = _Held(cls, eid, 1, 1, msg, 0, now)
+                    h = _Held(cls, eid, 1, 1, msg, 0, now, safe_until)
                 else:
                     kv = dict(zip(f[::2], f[1::2], strict=True))
                     msg = decode(kv[b"m"], codecs=codecs, source=source)
                     put = int(kv.get(b"t", 0))  # 0: the id's time
-                    h = _Held(cls, eid, 1, 1 + int(kv.get(b"a", 0)), msg, put, now)
+                    h = _Held(cls, eid, 1, 1 + int(kv.get(b"a", 0)), msg, put, now, safe_until)
                 if msg.deadline is not None and msg.deadline <= now:
                     dead.append((h, "expired"))
                     continue
@@ -315,7 +323,7 @@ class RedisQueueEngine:
         for cls, eid, count, before, data, put, is_dead in claimed:
             msg = decode(data, codecs=codecs, source=source)
             put_ms = _ms(eid) if put is None else int(put)
-            h = _Held(cls, eid, count, count + before, msg, put_ms, now)
+            h = _Held(cls, eid, count, count + before, msg, put_ms, now, safe_until)
             if is_dead:
                 dead.append((h, "max_deliveries"))
                 continue
@@ -369,25 +377,36 @@ class RedisQueueEngine:
                 if first is None:
                     first = r.receipt if isinstance(r, Delivery) else r
         if helds:
+            now = time.monotonic()
             per: list[list[_Held]] = [[], [], [], []]
+            sure: list[list[bytes]] = [[], [], [], []]
             for h in helds:
-                per[h.cls].append(h)
+                if now < h.fresh_until:  # its lease cannot have run out: no check needed
+                    sure[h.cls].append(h.id)
+                else:
+                    per[h.cls].append(h)
             # XPENDING's count: every entry this consumer has pending (this queue object's
-            # deliveries) could lie between the lowest and highest id acked
+            # deliveries) could lie between the lowest and highest id checked
             args: list[Any] = [GROUP, self.consumer, len(self._held) + len(helds) + 16, 0]
-            for hs in per:
-                if not hs:
+            for hs, ids in zip(per, sure, strict=True):
+                if hs:
+                    checked = [h.id for h in hs]
+                    args += (
+                        min(checked, key=_idkey),
+                        max(checked, key=_idkey),
+                        b" ".join([b"%s %d" % (h.id, h.count) for h in hs]),
+                    )
+                else:
                     args += (b"-", b"-", b"")
-                    continue
-                ids = [h.id for h in hs]
-                lo, hi = min(ids, key=_idkey), max(ids, key=_idkey)
-                args += (lo, hi, b" ".join([b"%s %d" % (h.id, h.count) for h in hs]))
-            bad = self._run(
+                args.append(b" ".join(ids))
+            bad, lost = self._run(
                 self._ack, [*self.streams, self.meta], args, f"ack on {self.name!r}", retried_at=3
             )
-            stale += len(bad)
+            stale += len(bad) + lost
             if bad and first is None:
                 first = f"(entry {bad[0].decode()})"
+            elif lost and first is None:
+                first = "(an entry the server no longer had pending)"
             if self._latency is not None:
                 now_ms = time.time() * 1000.0
                 skip = set(bad)
@@ -469,6 +488,7 @@ class RedisQueueEngine:
         if held is None:
             raise InvalidReceipt(f"receipt {receipt!r} is stale or not of queue {self.name!r}")
         idle = max(0, self._vt_ms - int(seconds * 1000))
+        sent = time.monotonic()
         ok = self._run(
             self._extend,
             [self.streams[held.cls]],
@@ -478,6 +498,7 @@ class RedisQueueEngine:
         if not ok:
             self._held.pop(receipt, None)
             raise InvalidReceipt(f"the lease of entry {held.id.decode()} on {self.name!r} ran out")
+        held.fresh_until = sent + seconds - self._margin
         return time.monotonic() + seconds
 
     # ---- housekeeping ---------------------------------------------------------------------
