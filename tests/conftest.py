@@ -59,10 +59,10 @@ def stress_scale() -> float:
 
 def _redis_missing() -> str | None:
     """Why the Redis fixtures cannot run here (with how to fix it), or None."""
-    from redis_server import INSTALL_HINT, find_executable
+    from redis_server import INSTALL_HINT, install_if_missing
 
     problems = []
-    if find_executable() is None:
+    if install_if_missing() is None:  # as root on Debian: installs it, as .ci/run does
         problems.append(f"redis-server is not on PATH; {INSTALL_HINT}")
     if importlib.util.find_spec("redis") is None:
         problems.append(

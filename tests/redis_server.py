@@ -57,6 +57,42 @@ def find_executable() -> str | None:
     return None
 
 
+_INSTALL_LOCK = threading.Lock()
+
+
+def install_if_missing(timeout: float = 900.0) -> str | None:
+    """The redis-server binary; when there is none and this process may install Debian
+    packages (root, apt-get), install Debian's redis-server first, as .ci/run does, so the
+    README's test command works on a fresh Debian machine too. None if still missing."""
+    found = find_executable()
+    if found is not None or os.name != "posix" or shutil.which("apt-get") is None:
+        return found
+    if os.geteuid() != 0:
+        return None
+    with _INSTALL_LOCK:
+        found = find_executable()
+        if found is not None:
+            return found
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        policy = Path("/usr/sbin/policy-rc.d")
+        made_policy = not policy.exists()
+        if made_policy:  # keep the package's own service from starting
+            policy.write_text("#!/bin/sh\nexit 101\n")
+            policy.chmod(0o755)
+        try:
+            install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"]
+            for cmd in (install, ["apt-get", "update", "-qq"], install):
+                done = subprocess.run(cmd, env=env, capture_output=True, timeout=timeout)
+                if done.returncode == 0 and find_executable() is not None:
+                    break
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            if made_policy:
+                policy.unlink(missing_ok=True)
+        return find_executable()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listened on a moment ago (bind to port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
