@@ -631,6 +631,11 @@ class Consumer:
             for p in list(self._returned):
                 self._commit_partition(p)
             return
+        for p, off in self._checked(offsets).items():
+            self._topic._parts[p].commit(self._group.name, off)
+
+    def _checked(self, offsets: object) -> dict[int, int]:
+        """``offsets`` of :meth:`commit`, checked: partitions of this member, offsets >= 0."""
         if not isinstance(offsets, dict):
             raise TypeError(f"offsets must be a dict of partition -> offset, got {offsets!r}")
         for p, off in offsets.items():
@@ -641,7 +646,7 @@ class Consumer:
                 )
             if isinstance(off, bool) or not isinstance(off, int) or off < 0:
                 raise ValueError(f"offsets[{p}] must be an offset >= 0, got {off!r}")
-            self._topic._parts[p].commit(self._group.name, off)
+        return offsets
 
     def seek(self, partition: int, offset: int) -> None:
         """Read ``partition`` from ``offset`` next (it must be assigned to this member)."""
@@ -935,17 +940,7 @@ class _RemoteConsumer(Consumer):
                 {p: off for p, off in self._returned.items() if p in self._positions}
             )
             return
-        if not isinstance(offsets, dict):
-            raise TypeError(f"offsets must be a dict of partition -> offset, got {offsets!r}")
-        for p, off in offsets.items():
-            if p not in self._positions:
-                raise ValueError(
-                    f"partition {p!r} is not assigned to this member (assigned: "
-                    f"{self.assignment()})"
-                )
-            if isinstance(off, bool) or not isinstance(off, int) or off < 0:
-                raise ValueError(f"offsets[{p}] must be an offset >= 0, got {off!r}")
-        self._commit_offsets(dict(offsets))
+        self._commit_offsets(dict(self._checked(offsets)))
 
     def seek(self, partition: int, offset: int) -> None:
         if isinstance(partition, bool) or not isinstance(partition, int):
