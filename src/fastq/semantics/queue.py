@@ -4,7 +4,6 @@ delays, priorities with aging, deduplication) over a storage engine. See docs/qu
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import math
 import os
@@ -192,10 +191,6 @@ class Queue:
             None if dead_letter == "auto" else dead_letter  # type: ignore[assignment]
         )
         self._remote: Any = None
-        self._waiters: concurrent.futures.ThreadPoolExecutor | None = None
-        self.backend = remote
-        #: a backend made here from a URL is this queue's to close
-        self._own_backend = remote is not None and not isinstance(backend, RedisStreams)
         if remote is not None:
             if self._own_dlq:
                 self.dead_letter = DeadLetterQueue(f"{name}.dlq", backend=remote, codec=codec)
@@ -213,6 +208,8 @@ class Queue:
                 dedup_window=ttl,
                 codec=codec,
                 dead_letter=self._remote_dead_letter,
+                # a backend made here from a URL is this queue's to close
+                own_backend=not isinstance(backend, RedisStreams),
             )
             self._remote = self._engine
         elif self.path is None:
@@ -355,6 +352,8 @@ class Queue:
     ) -> str:
         """:meth:`put`, waiting for room without blocking the event loop."""
         if self._remote is not None:
+            if self._closed:
+                raise Closed(f"queue {self.name!r} is closed")
             got: str = await self._in_thread(
                 self._remote_put, [message], fields, delay, True, timeout, first=True
             )
@@ -444,11 +443,7 @@ class Queue:
     async def _in_thread(self, fn: Callable[..., Any], *args: Any, first: bool = False) -> Any:
         """Run a blocking remote call on this queue's waiter threads (a cancelled await gives
         back untried whatever the call took meanwhile)."""
-        if self._waiters is None:
-            self._waiters = concurrent.futures.ThreadPoolExecutor(
-                max_workers=64, thread_name_prefix=f"fastq-{self.name}"
-            )
-        fut = asyncio.get_running_loop().run_in_executor(self._waiters, fn, *args)
+        fut = asyncio.get_running_loop().run_in_executor(self._remote.executor(), fn, *args)
         try:
             got = await asyncio.shield(fut)
         except asyncio.CancelledError:
@@ -570,8 +565,8 @@ class Queue:
             got = self._take(n)  # one script: a busy queue answers without a thread
             if got is not None:
                 return got
+            self._check_drained()
             if timeout == 0:
-                self._check_drained()
                 raise Empty(f"queue {self.name!r} has nothing ready")
             return await self._in_thread(self._remote_wait, timeout, n)  # type: ignore[no-any-return]
         deadline = self._deadline(timeout)
@@ -720,11 +715,6 @@ class Queue:
         self._engine = MemoryEngine(maxsize=1, clock=self._clock, owner=self)
         self._engine.direct_ack = True
         old.shutdown()  # every receipt handed out so far is stale now
-        self._remote = None
-        if self._waiters is not None:
-            self._waiters.shutdown(wait=False)
-        if self._own_backend and self.backend is not None:
-            self.backend.close()  # redis-py reconnects should the dead-letter queue be used
 
     def delete(self) -> None:
         """Close the queue and drop everything it holds (a durable queue: its directory and
@@ -745,6 +735,11 @@ class Queue:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def backend(self) -> RedisStreams | None:
+        """The server the queue lives on (None: in this process)."""
+        return None if self._remote is None else self._remote.backend
 
     @property
     def capabilities(self) -> Capabilities:

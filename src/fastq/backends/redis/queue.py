@@ -10,11 +10,11 @@ by another consumer is refused (:class:`fastq.InvalidReceipt`)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import os
 import socket
 import struct
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -105,8 +105,11 @@ class RedisQueueEngine:
         dedup_window: float | None,
         codec: Codec | None,
         dead_letter: Callable[..., bytes],
+        own_backend: bool = False,
     ) -> None:
         self.backend = backend
+        self._own_backend = own_backend
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.name = name
         self._owner = owner
         self._maxsize = 0 if maxsize is None else int(maxsize)
@@ -130,8 +133,7 @@ class RedisQueueEngine:
         self._dedup_prefix = key("q", name, "dedup") + ":"
         self._mark_prefix = key("q", name, "put") + ":"
         self._k_all = [*self.streams, self.delayed, self.meta]
-        c = backend.client
-        self._client = c
+        self._client = backend.client
         self._put = backend.script(_lua.PUT)
         self._poll = backend.script(_lua.POLL)
         self._ack = backend.script(_lua.ACK)
@@ -144,7 +146,6 @@ class RedisQueueEngine:
         self._held: dict[int, _Held] = {}
         self._source = f"redis {backend.address} queue {name!r}"
         self._receipts = itertools.count(1)
-        self._lock = threading.Lock()
         self._closed = False
         self._latency: Histogram | None = None
         self._last_ids: list[bytes] = [b"0-0"] * 4
@@ -564,11 +565,25 @@ class RedisQueueEngine:
     def advance(self) -> None:
         pass
 
+    def executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The threads the queue's async calls wait on (made on first use)."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=64, thread_name_prefix=f"fastq-{self.name}"
+            )
+        return self._executor
+
     def shutdown(self) -> None:
         """This process stops: every receipt it holds is stale here (the server redelivers
-        their messages once their leases run out); the messages stay on the server."""
+        their messages once their leases run out); the messages stay on the server. A
+        backend the queue made from a URL is closed (redis-py reconnects should the
+        dead-letter queue still be used)."""
         self._closed = True
         self._held.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        if self._own_backend:
+            self.backend.close()
 
     def delete(self) -> None:
         self.shutdown()
