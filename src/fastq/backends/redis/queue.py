@@ -15,6 +15,7 @@ import itertools
 import os
 import socket
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -145,7 +146,10 @@ class RedisQueueEngine:
         self._held_script = backend.script(_lua.HELD)
         self._held: dict[int, _Held] = {}
         self._source = f"redis {backend.address} queue {name!r}"
-        self._receipts = itertools.count(1)
+        # receipts are numbered in blocks, one block per poll, taken under a lock (free-threaded
+        # builds give itertools.count no such guarantee)
+        self._next_receipt = 1
+        self._receipt_lock = threading.Lock()
         self._closed = False
         self._latency: Histogram | None = None
         self._last_ids: list[bytes] = [b"0-0"] * 4
@@ -301,7 +305,12 @@ class RedisQueueEngine:
         codecs = self._codecs
         owner = self._owner
         held = self._held
-        receipts = self._receipts
+        with self._receipt_lock:
+            first_receipt = self._next_receipt
+            self._next_receipt += sum(len(fresh[i]) for i in range(1, len(fresh), 2)) + len(
+                claimed
+            )
+        receipts = itertools.count(first_receipt)
         decode = Message.decode
         dead: list[tuple[_Held, str]] = []
         for i in range(0, len(fresh), 2):
