@@ -18,7 +18,7 @@ script back)."""
 from __future__ import annotations
 
 # server time in ms
-_NOW = """
+NOW_MS = """
 local _t = redis.call('TIME')
 local now = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
 """
@@ -47,22 +47,36 @@ local function fields(f)
 end
 """
 
-# the group's last-delivered id of a stream: entries after it are unread
-_LAST = """
-local function last_delivered(k, g)
+# consumer group g of stream k as XINFO GROUPS shows it: its last-delivered id and lag (false,
+# false when the stream or the group does not exist; the lag is false when Redis cannot tell).
+# Shared with the topic engine's scripts.
+GROUP_INFO = """
+local function group_info(k, g)
   local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', k)
-  if not ok then return '0-0' end
+  if not ok then return false, false end
   for _, gi in ipairs(groups) do
-    local name, last = nil, '0-0'
+    local name, last, lag = nil, '0-0', false
     for j = 1, #gi, 2 do
-      if gi[j] == 'name' then name = gi[j + 1]
-      elseif gi[j] == 'last-delivered-id' then last = gi[j + 1] end
+      local f = gi[j]
+      if f == 'name' then name = gi[j + 1]
+      elseif f == 'last-delivered-id' then last = gi[j + 1]
+      elseif f == 'lag' then lag = gi[j + 1] end
     end
-    if name == g then return last end
+    if name == g then return last, lag end
   end
-  return '0-0'
+  return false, false
 end
 """
+
+# the group's last-delivered id of a stream: entries after it are unread
+_LAST = (
+    GROUP_INFO
+    + """
+local function last_delivered(k, g)
+  return (group_info(k, g)) or '0-0'
+end
+"""
+)
 
 # KEYS s0 s1 s2 s3 delayed meta
 # ARGV maxsize(0: none) delay_ms classes(one digit per message) envelopes(each u32le length +
@@ -72,7 +86,7 @@ end
 # `mark` (a key named after the batch's first message) remembers for 5 minutes how many were
 # stored: a call retried after a lost reply returns that instead of storing them again.
 PUT = (
-    _NOW
+    NOW_MS
     + """
 local maxsize = tonumber(ARGV[1])
 local delay = tonumber(ARGV[2])
@@ -138,7 +152,7 @@ return out
 #    XREADGROUP gave them (delivery count 1), ...; claimed = {class, id, count,
 #    attempts_before, envelope, put_ms|false, dead(0|1)}, ... (leases that ran out)
 POLL = (
-    _NOW
+    NOW_MS
     + _LAST
     + _FIELDS
     + """
@@ -317,7 +331,7 @@ return {stale, lost}
 # -> 1, or 0 when stale: the entry goes back (after delay_ms, via the delayed set) as a new
 #    entry carrying its attempts, behind its class's ready messages
 PUT_BACK = (
-    _NOW
+    NOW_MS
     + _MINE
     + _FIELDS
     + """

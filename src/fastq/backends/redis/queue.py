@@ -79,7 +79,7 @@ class _Held:
         self.count = count
         self.attempt = attempt
         self.message = message
-        self.put_ms = put_ms
+        self.put_ms = put_ms  # when it was put (ms), 0: the entry id's time
         self.first = first
         #: before this (monotonic) the lease cannot have run out on the server: the poll (or
         #: extend) that started it was sent later than the server started it
@@ -312,37 +312,34 @@ class RedisQueueEngine:
             )
         receipts = itertools.count(first_receipt)
         decode = Message.decode
+        got: list[_Held] = []
         dead: list[tuple[_Held, str]] = []
         for i in range(0, len(fresh), 2):
             cls = fresh[i]
             for eid, f in fresh[i + 1]:
                 if len(f) == 2:  # put once: m only; put time = the id's (0: read it there)
                     msg = decode(f[1], codecs=codecs, source=source)
-                    h = _Held(cls, eid, 1, 1, msg, 0, now, safe_until)
+                    got.append(_Held(cls, eid, 1, 1, msg, 0, now, safe_until))
                 else:
                     kv = dict(zip(f[::2], f[1::2], strict=True))
                     msg = decode(kv[b"m"], codecs=codecs, source=source)
-                    put = int(kv.get(b"t", 0))  # 0: the id's time
-                    h = _Held(cls, eid, 1, 1 + int(kv.get(b"a", 0)), msg, put, now, safe_until)
-                if msg.deadline is not None and msg.deadline <= now:
-                    dead.append((h, "expired"))
-                    continue
-                receipt = next(receipts)
-                held[receipt] = h
-                out.append(Delivery(msg, h.attempt, receipt, deadline, owner))
+                    put = int(kv.get(b"t", 0))
+                    attempt = 1 + int(kv.get(b"a", 0))
+                    got.append(_Held(cls, eid, 1, attempt, msg, put, now, safe_until))
         for cls, eid, count, before, data, put, is_dead in claimed:
             msg = decode(data, codecs=codecs, source=source)
-            put_ms = _ms(eid) if put is None else int(put)
-            h = _Held(cls, eid, count, count + before, msg, put_ms, now, safe_until)
+            h = _Held(cls, eid, count, count + before, msg, int(put or 0), now, safe_until)
             if is_dead:
                 dead.append((h, "max_deliveries"))
-                continue
-            if msg.deadline is not None and msg.deadline <= now:
+            else:
+                got.append(h)
+        for h in got:
+            if h.message.deadline is not None and h.message.deadline <= now:
                 dead.append((h, "expired"))
                 continue
             receipt = next(receipts)
             held[receipt] = h
-            out.append(Delivery(msg, h.attempt, receipt, deadline, owner))
+            out.append(Delivery(h.message, h.attempt, receipt, deadline, owner))
         # past max_deliveries, or past its deadline before this hand-out: not delivered
         for h, reason in dead:
             self._bury(h, reason, None, check=False, attempts=h.attempt - 1)

@@ -34,6 +34,7 @@ from typing import Any
 from ..._core import Message
 from ...codecs import Codec
 from ._client import RedisStreams
+from ._lua import GROUP_INFO, NOW_MS
 
 __all__ = ("RedisPartition", "RedisTopicEngine", "TopicMember")
 
@@ -42,7 +43,9 @@ __all__ = ("RedisPartition", "RedisTopicEngine", "TopicMember")
 _BATCH = 5000
 _BATCH_BYTES = 8 << 20
 
-_HELPERS = """
+_HELPERS = (
+    GROUP_INFO
+    + """
 local function seq(id) return tonumber(string.match(id, '%-(%d+)$')) end
 
 -- start and end offsets of stream k (0, 0 when it does not exist)
@@ -62,19 +65,9 @@ end
 
 -- group g on stream k: committed offset (false: no group) and XINFO's lag (false: unknown)
 local function ginfo(k, g)
-  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', k)
-  if not ok then return false, false end
-  for _, gi in ipairs(groups) do
-    local name, last, lag = nil, '0-0', false
-    for j = 1, #gi, 2 do
-      local f = gi[j]
-      if f == 'name' then name = gi[j + 1]
-      elseif f == 'last-delivered-id' then last = gi[j + 1]
-      elseif f == 'lag' then lag = gi[j + 1] end
-    end
-    if name == g then return seq(last), lag end
-  end
-  return false, false
+  local last, lag = group_info(k, g)
+  if not last then return false, false end
+  return seq(last), lag
 end
 
 -- commit offset off (a decimal string) for group g on stream k: monotonic
@@ -119,11 +112,7 @@ local function search(k, lo, hi, t)
   return lo
 end
 """
-
-_NOW_MS = """
-local _t = redis.call('TIME')
-local now = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
-"""
+)
 
 # KEYS: the partition streams of this batch
 # ARGV: retention_ms (0: none), then per key: count, trim (0|1), then count x (envelope,
@@ -131,7 +120,7 @@ local now = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
 # -> the first offset per key (the others follow it densely)
 APPEND = (
     _HELPERS
-    + _NOW_MS
+    + NOW_MS
     + """
 local ret = tonumber(ARGV[1])
 local out = {}
@@ -200,7 +189,7 @@ return {starts, ends, names}
 # -> {live members, per stream {start, end, committed|false, xinfo lag|false, head ts|false}}
 GROUP_INFO = (
     _HELPERS
-    + _NOW_MS
+    + NOW_MS
     + """
 local g = ARGV[1]
 local heads = ARGV[2] == '1'
@@ -239,7 +228,7 @@ return 1
 
 # KEYS: members, gen, seq ; ARGV: id suffix, session ms -> the member id (join number first)
 JOIN = (
-    _NOW_MS
+    NOW_MS
     + """
 local n = redis.call('INCR', KEYS[3])
 local id = string.format('%012d', n) .. ':' .. ARGV[1]
@@ -256,7 +245,7 @@ return id
 # -> {gen, released, lost, claimed: {p, committed|false, start, end}..., members}
 SYNC = (
     _HELPERS
-    + _NOW_MS
+    + NOW_MS
     + """
 local me, st, g = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local n = tonumber(ARGV[4])
